@@ -1,0 +1,116 @@
+//! Start-up checks that serde's types cannot express: ranges, cross-field rules and properties the
+//! sidecar manages itself.
+
+use super::{Config, ConfigError, EmbeddedFormatName};
+
+/// librdkafka properties the sidecar sets from its own keys; setting them raw would bypass checks.
+const MANAGED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "kafka.bootstrap_servers"),
+    ("queue.buffering.max.kbytes", "producer.max_buffered_bytes"),
+    ("message.timeout.ms", "producer.delivery_timeout_ms"),
+    ("delivery.timeout.ms", "producer.delivery_timeout_ms"),
+    ("linger.ms", "producer.linger_ms"),
+    ("queue.buffering.max.ms", "producer.linger_ms"),
+    ("compression.codec", "producer.compression"),
+    ("compression.type", "producer.compression"),
+    ("statistics.interval.ms", "producer.statistics_interval_ms"),
+];
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), reason: reason.into() }
+}
+
+impl Config {
+    /// Checks ranges and cross-field rules; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let producer = &self.producer;
+        if producer.linger_ms > 60_000 {
+            return Err(invalid("producer.linger_ms", "must be at most 60000"));
+        }
+        if !(1024..=1 << 30).contains(&producer.max_buffered_bytes) {
+            return Err(invalid("producer.max_buffered_bytes", "must be between 1 KiB and 1 GiB"));
+        }
+        if producer.max_record_bytes == 0 || u64::from(producer.max_record_bytes) > producer.max_buffered_bytes {
+            return Err(invalid(
+                "producer.max_record_bytes",
+                "must be positive and at most producer.max_buffered_bytes",
+            ));
+        }
+        if producer.delivery_timeout_ms < 1_000 {
+            return Err(invalid("producer.delivery_timeout_ms", "must be at least 1000"));
+        }
+        if self.delivery.ring_capacity == 0 || self.delivery.max_sessions == 0 {
+            return Err(invalid("delivery", "ring_capacity and max_sessions must be positive"));
+        }
+        if self.delivery.max_buffered_reports < self.delivery.ring_capacity {
+            return Err(invalid("delivery.max_buffered_reports", "must be at least delivery.ring_capacity"));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(invalid("http.max_body_bytes", "must be at least 1024"));
+        }
+        for (key, format) in [
+            ("http.default_key_format", self.http.default_key_format),
+            ("http.default_value_format", self.http.default_value_format),
+        ] {
+            if !matches!(format, EmbeddedFormatName::Binary | EmbeddedFormatName::Json | EmbeddedFormatName::String) {
+                return Err(invalid(key, "avro, jsonschema and protobuf need the schema registry, not yet supported"));
+            }
+        }
+        if self.kafka.dev_broker_count == 0 || self.kafka.dev_broker_count > 16 {
+            return Err(invalid("kafka.dev_broker_count", "must be between 1 and 16"));
+        }
+        for (property, key) in MANAGED_PROPERTIES {
+            if self.kafka.properties.contains_key(*property) {
+                return Err(invalid(&format!("kafka.properties.{property}"), format!("set `{key}` instead")));
+            }
+        }
+        let listeners = [("grpc.listen", self.grpc.listen), ("http.listen", self.http.listen), ("admin.listen", self.admin.listen)];
+        for (index, (key, address)) in listeners.iter().enumerate() {
+            let clash = listeners[..index].iter().find(|(_, other)| other == address && address.port() != 0);
+            if let Some((other_key, _)) = clash {
+                return Err(invalid(key, format!("same address as {other_key}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn managed_property_is_rejected_with_the_right_key() {
+        let mut config = Config::default();
+        config.kafka.properties.insert("bootstrap.servers".into(), "x:1".into());
+        let error = config.validate().expect_err("managed");
+        assert!(error.to_string().contains("kafka.bootstrap_servers"), "{error}");
+    }
+
+    #[test]
+    fn record_larger_than_budget_is_rejected() {
+        let mut config = Config::default();
+        config.producer.max_buffered_bytes = 4096;
+        config.producer.max_record_bytes = 8192;
+        assert!(config.validate().expect_err("too big").to_string().contains("producer.max_record_bytes"));
+    }
+
+    #[test]
+    fn schema_formats_are_rejected_as_defaults() {
+        let mut config = Config::default();
+        config.http.default_value_format = EmbeddedFormatName::Avro;
+        assert!(config.validate().expect_err("avro").to_string().contains("http.default_value_format"));
+    }
+
+    #[test]
+    fn clashing_listeners_are_rejected() {
+        let mut config = Config::default();
+        config.admin.listen = config.http.listen;
+        assert!(config.validate().expect_err("clash").to_string().contains("admin.listen"));
+    }
+}

@@ -1,0 +1,165 @@
+//! Delivery reports routed back to the producer instance (session) that sent each record.
+//!
+//! The librdkafka delivery callback pushes into a session's [`SessionRing`]; `DeliveryStream` calls
+//! read from it. Memory is bounded three ways: reports per ring, reports across rings, and sessions
+//! (the least recently active idle session is evicted first).
+
+mod ring;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::Stream;
+
+use crate::config::DeliveryConfig;
+use crate::record::DeliveryReport;
+pub use ring::{Pushed, SessionRing};
+
+/// Reports read from a ring per wake-up.
+const READ_CHUNK: usize = 512;
+
+/// All sessions' rings.
+pub struct DeliveryHub {
+    sessions: Mutex<HashMap<String, Arc<SessionRing>>>,
+    buffered: Arc<AtomicUsize>,
+    config: DeliveryConfig,
+}
+
+impl DeliveryHub {
+    /// An empty hub.
+    pub fn new(config: DeliveryConfig) -> Arc<Self> {
+        Arc::new(Self { sessions: Mutex::new(HashMap::new()), buffered: Arc::new(AtomicUsize::new(0)), config })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<SessionRing>>> {
+        match self.sessions.lock() {
+            Ok(sessions) => sessions,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The ring of `session_id`, created on first use.
+    pub fn session(&self, session_id: &str) -> Arc<SessionRing> {
+        let mut sessions = self.lock();
+        if let Some(ring) = sessions.get(session_id) {
+            return Arc::clone(ring);
+        }
+        if sessions.len() >= self.config.max_sessions {
+            let idle = sessions
+                .iter()
+                .filter(|(_, ring)| !ring.has_subscribers())
+                .min_by_key(|(_, ring)| ring.last_active())
+                .map(|(id, _)| id.clone());
+            if let Some(id) = idle {
+                tracing::warn!(session = %id, "evicting the least recently active delivery session");
+                sessions.remove(&id);
+            }
+        }
+        let ring = Arc::new(SessionRing::new(
+            self.config.ring_capacity,
+            Arc::clone(&self.buffered),
+            self.config.max_buffered_reports,
+        ));
+        sessions.insert(session_id.to_string(), Arc::clone(&ring));
+        ring
+    }
+
+    /// Sessions currently kept.
+    pub fn session_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Forgets sessions with no stream and no activity for the idle timeout.
+    pub fn evict_idle(&self) {
+        let timeout = Duration::from_millis(self.config.session_idle_timeout_ms);
+        self.lock().retain(|_, ring| ring.has_subscribers() || ring.last_active().elapsed() < timeout);
+    }
+
+    /// Closes every ring: streams end after sending what is kept.
+    pub fn close_all(&self) {
+        for ring in self.lock().values() {
+            ring.close();
+        }
+    }
+
+    /// Reports of `session_id` after `after_seq`, then live ones, until the hub closes.
+    ///
+    /// Reading a report does not remove it: a reconnecting worker may ask again. Reports a newer
+    /// request skips past (`after_seq`) are forgotten.
+    pub fn stream(&self, session_id: &str, after_seq: u64) -> impl Stream<Item = DeliveryReport> + Send + 'static {
+        let ring = self.session(session_id);
+        ring.acknowledge(after_seq);
+        let wake = ring.subscribe();
+        let state = StreamState { ring, cursor: after_seq, wake, pending: Vec::new().into_iter() };
+        futures::stream::unfold(state, |mut state| async move {
+            loop {
+                if let Some(report) = state.pending.next() {
+                    return Some((report, state));
+                }
+                state.wake.borrow_and_update();
+                let (reports, closed) = state.ring.read_after(state.cursor, READ_CHUNK);
+                if let Some(last) = reports.last() {
+                    state.cursor = last.seq;
+                    state.pending = reports.into_iter();
+                    continue;
+                }
+                if closed || state.wake.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+    }
+}
+
+struct StreamState {
+    ring: Arc<SessionRing>,
+    cursor: u64,
+    wake: tokio::sync::watch::Receiver<u64>,
+    pending: std::vec::IntoIter<DeliveryReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::record::Delivered;
+
+    fn hub(max_sessions: usize) -> Arc<DeliveryHub> {
+        DeliveryHub::new(DeliveryConfig { max_sessions, ..DeliveryConfig::default() })
+    }
+
+    #[tokio::test]
+    async fn stream_sends_kept_then_live_reports_and_ends_on_close() {
+        let hub = hub(8);
+        let ring = hub.session("worker-1");
+        ring.push(7, "t", Ok(Delivered { partition: 1, offset: 5, timestamp_ms: None }), 10);
+        let mut stream = Box::pin(hub.stream("worker-1", 0));
+        assert_eq!(stream.next().await.map(|r| r.record_id), Some(7));
+        ring.push(8, "t", Ok(Delivered { partition: 1, offset: 6, timestamp_ms: None }), 10);
+        assert_eq!(stream.next().await.map(|r| (r.seq, r.record_id)), Some((2, 8)));
+        hub.close_all();
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn reports_go_only_to_their_session() {
+        let hub = hub(8);
+        hub.session("a").push(1, "t", Ok(Delivered { partition: 0, offset: 0, timestamp_ms: None }), 1);
+        hub.session("b").push(2, "t", Ok(Delivered { partition: 0, offset: 1, timestamp_ms: None }), 1);
+        hub.close_all();
+        let seen: Vec<u64> = hub.stream("b", 0).map(|r| r.record_id).collect().await;
+        assert_eq!(seen, vec![2]);
+    }
+
+    #[test]
+    fn session_count_is_bounded() {
+        let hub = hub(2);
+        for id in ["a", "b", "c"] {
+            hub.session(id);
+        }
+        assert_eq!(hub.session_count(), 2);
+    }
+}

@@ -1,0 +1,176 @@
+//! The one list of client-facing error codes, mapped once to HTTP statuses and gRPC codes.
+//!
+//! Every error a caller can see is a [`SidecarError`]: a stable machine code, a message safe to show
+//! to the caller, and for backpressure a retry hint. The HTTP and gRPC edges only translate it.
+
+use std::time::Duration;
+
+/// Stable machine-readable error codes. The string form is part of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The sidecar's byte budget is full; retry after the hint.
+    QueueFull,
+    /// The topic does not exist in the cluster.
+    UnknownTopic,
+    /// The topic name is empty or not a legal Kafka topic name.
+    InvalidTopic,
+    /// The requested partition does not exist.
+    InvalidPartition,
+    /// One record is larger than `producer.max_record_bytes`.
+    RecordTooLarge,
+    /// The HTTP body is larger than `http.max_body_bytes`.
+    BodyTooLarge,
+    /// A binary key or value is not valid base64.
+    InvalidBase64,
+    /// The body is not valid JSON or does not have the expected shape.
+    InvalidJson,
+    /// A required field is missing or a field has a wrong value.
+    InvalidRequest,
+    /// The key or value format needs the schema registry, which is not configured.
+    UnsupportedFormat,
+    /// Kafka did not accept the record in time or refused it.
+    DeliveryFailed,
+    /// Accepted, then not delivered before the shutdown grace period ended.
+    NotDeliveredAtShutdown,
+    /// The sidecar is shutting down and accepts nothing new.
+    ShuttingDown,
+    /// The cluster could not be reached to check the topic.
+    KafkaUnavailable,
+    /// No such route.
+    NotFound,
+    /// A bug or an unexpected librdkafka answer; details are logged, not returned.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears in HTTP bodies, gRPC metadata and delivery reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueFull => "QUEUE_FULL",
+            Self::UnknownTopic => "UNKNOWN_TOPIC",
+            Self::InvalidTopic => "INVALID_TOPIC",
+            Self::InvalidPartition => "INVALID_PARTITION",
+            Self::RecordTooLarge => "RECORD_TOO_LARGE",
+            Self::BodyTooLarge => "BODY_TOO_LARGE",
+            Self::InvalidBase64 => "INVALID_BASE64",
+            Self::InvalidJson => "INVALID_JSON",
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::UnsupportedFormat => "UNSUPPORTED_FORMAT",
+            Self::DeliveryFailed => "DELIVERY_FAILED",
+            Self::NotDeliveredAtShutdown => "NOT_DELIVERED_AT_SHUTDOWN",
+            Self::ShuttingDown => "SHUTTING_DOWN",
+            Self::KafkaUnavailable => "KAFKA_UNAVAILABLE",
+            Self::NotFound => "NOT_FOUND",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::QueueFull => 429,
+            Self::UnknownTopic | Self::NotFound => 404,
+            Self::RecordTooLarge | Self::BodyTooLarge => 413,
+            Self::InvalidTopic
+            | Self::InvalidPartition
+            | Self::InvalidBase64
+            | Self::InvalidJson
+            | Self::InvalidRequest
+            | Self::UnsupportedFormat => 400,
+            Self::ShuttingDown | Self::KafkaUnavailable => 503,
+            Self::DeliveryFailed | Self::NotDeliveredAtShutdown => 502,
+            Self::Internal => 500,
+        }
+    }
+
+    /// The gRPC status code for this code.
+    pub fn grpc_code(self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::QueueFull => Code::ResourceExhausted,
+            Self::UnknownTopic | Self::NotFound => Code::NotFound,
+            Self::InvalidTopic
+            | Self::InvalidPartition
+            | Self::RecordTooLarge
+            | Self::BodyTooLarge
+            | Self::InvalidBase64
+            | Self::InvalidJson
+            | Self::InvalidRequest => Code::InvalidArgument,
+            Self::UnsupportedFormat => Code::Unimplemented,
+            Self::ShuttingDown | Self::KafkaUnavailable => Code::Unavailable,
+            Self::DeliveryFailed | Self::NotDeliveredAtShutdown => Code::Aborted,
+            Self::Internal => Code::Internal,
+        }
+    }
+
+    /// Whether the caller should retry the same record later.
+    pub fn is_retriable(self) -> bool {
+        matches!(self, Self::QueueFull | Self::KafkaUnavailable | Self::ShuttingDown)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error a caller sees: code, caller-safe message, optional retry hint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct SidecarError {
+    /// The machine code.
+    pub code: ErrorCode,
+    /// Text for the caller; never contains internals.
+    pub message: String,
+    /// For backpressure: how long to wait before retrying.
+    pub retry_after: Option<Duration>,
+}
+
+impl SidecarError {
+    /// An error with a code and message and no retry hint.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), retry_after: None }
+    }
+
+    /// The backpressure error, with its retry hint.
+    pub fn queue_full(retry_after: Duration) -> Self {
+        Self {
+            code: ErrorCode::QueueFull,
+            message: "the sidecar's producer queue is full; retry later".into(),
+            retry_after: Some(retry_after),
+        }
+    }
+
+    /// Retry hint in whole milliseconds (at least 1 when a hint is set), 0 when none.
+    pub fn retry_after_ms(&self) -> u32 {
+        self.retry_after
+            .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1))
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backpressure_maps_to_429_and_resource_exhausted() {
+        let error = SidecarError::queue_full(Duration::from_millis(20));
+        assert_eq!(error.code.http_status(), 429);
+        assert_eq!(error.code.grpc_code(), tonic::Code::ResourceExhausted);
+        assert_eq!(error.retry_after_ms(), 20);
+        assert!(error.code.is_retriable());
+    }
+
+    #[test]
+    fn bad_input_is_client_error_and_not_retriable() {
+        for code in [ErrorCode::InvalidBase64, ErrorCode::InvalidJson, ErrorCode::InvalidTopic] {
+            assert_eq!(code.http_status(), 400);
+            assert_eq!(code.grpc_code(), tonic::Code::InvalidArgument);
+            assert!(!code.is_retriable());
+        }
+        assert_eq!(ErrorCode::UnknownTopic.http_status(), 404);
+        assert_eq!(ErrorCode::RecordTooLarge.http_status(), 413);
+    }
+}

@@ -1,0 +1,121 @@
+//! The `ProducerSidecar` gRPC service: decodes requests into domain records, hands them to the
+//! shared producer, encodes acks and delivery reports. No produce logic lives here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use kafka_sidecar_proto::v1 as pb;
+use kafka_sidecar_proto::v1::producer_sidecar_server::ProducerSidecar;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::{ack, batch_groups, origin_of, record_from_proto, report_to_proto, status_from_error};
+use crate::delivery::DeliveryHub;
+use crate::error::SidecarError;
+use crate::kafka::SharedProducer;
+use crate::metrics::{Metrics, RequestLabels};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The gRPC face of the shared producer.
+#[derive(Clone)]
+pub struct ProducerService {
+    producer: Arc<SharedProducer>,
+    hub: Arc<DeliveryHub>,
+    metrics: Arc<Metrics>,
+}
+
+impl ProducerService {
+    /// A service over the shared producer and delivery hub.
+    pub fn new(producer: Arc<SharedProducer>, hub: Arc<DeliveryHub>, metrics: Arc<Metrics>) -> Self {
+        Self { producer, hub, metrics }
+    }
+
+    fn count_request(&self, api: &'static str, client_id: &str, records: usize) {
+        let client = self.metrics.client_label(client_id);
+        self.metrics.requests.get_or_create(&RequestLabels { api, client }).inc();
+        self.metrics.request_records.observe(records as f64);
+    }
+
+    /// Enqueues a batch; once one record is refused for backpressure, every later record is too.
+    async fn emit_batch_inner(&self, api: &'static str, batch: pb::ProduceBatch) -> pb::ProduceBatchAck {
+        self.count_request(api, &batch.client_id, batch.records.len());
+        let batch_id = batch.batch_id;
+        let mut acks = Vec::with_capacity(batch.records.len());
+        let mut refused: Option<SidecarError> = None;
+        for (origin, records) in batch_groups(batch) {
+            let ids: Vec<u64> = records.iter().map(|record| record.record_id).collect();
+            let results = match &refused {
+                Some(error) => vec![Err(error.clone()); records.len()],
+                None => self.producer.send(&origin, records).await,
+            };
+            for (record_id, result) in ids.into_iter().zip(&results) {
+                acks.push(ack(record_id, result));
+            }
+            refused = refused.or_else(|| results.into_iter().filter_map(Result::err).find(|e| e.code.is_retriable()));
+        }
+        let accepted = acks.iter().filter(|ack| ack.received).count();
+        let retry_after_ms = acks.iter().map(|ack| ack.retry_after_ms).max().unwrap_or(0);
+        pb::ProduceBatchAck {
+            batch_id,
+            rejected: u32::try_from(acks.len() - accepted).unwrap_or(u32::MAX),
+            accepted: u32::try_from(accepted).unwrap_or(u32::MAX),
+            retry_after_ms,
+            acks,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ProducerSidecar for ProducerService {
+    async fn emit(&self, request: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceAck>, Status> {
+        let request = request.into_inner();
+        self.count_request("grpc_emit", &request.client_id, 1);
+        let origin = origin_of(&request);
+        let record_id = request.record_id;
+        let results = self.producer.send(&origin, vec![record_from_proto(request)]).await;
+        match results.into_iter().next() {
+            Some(Ok(())) => Ok(Response::new(ack(record_id, &Ok(())))),
+            Some(Err(error)) => Err(status_from_error(&error)),
+            None => Err(Status::internal("no result for the record")),
+        }
+    }
+
+    async fn emit_batch(&self, request: Request<pb::ProduceBatch>) -> Result<Response<pb::ProduceBatchAck>, Status> {
+        Ok(Response::new(self.emit_batch_inner("grpc_emit_batch", request.into_inner()).await))
+    }
+
+    type EmitStreamStream = BoxStream<pb::ProduceBatchAck>;
+
+    async fn emit_stream(
+        &self,
+        request: Request<Streaming<pb::ProduceBatch>>,
+    ) -> Result<Response<Self::EmitStreamStream>, Status> {
+        let service = self.clone();
+        // `then` handles one batch at a time, so batches of one stream are enqueued in order.
+        let acks = request.into_inner().then(move |batch| {
+            let service = service.clone();
+            async move {
+                match batch {
+                    Ok(batch) => Ok(service.emit_batch_inner("grpc_emit_stream", batch).await),
+                    Err(status) => Err(status),
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(acks)))
+    }
+
+    type DeliveryStreamStream = BoxStream<pb::DeliveryReport>;
+
+    async fn delivery_stream(
+        &self,
+        request: Request<pb::DeliveryStreamRequest>,
+    ) -> Result<Response<Self::DeliveryStreamStream>, Status> {
+        let request = request.into_inner();
+        if request.session_id.is_empty() {
+            return Err(Status::invalid_argument("session_id is required"));
+        }
+        let reports = self.hub.stream(&request.session_id, request.after_seq).map(|report| Ok(report_to_proto(report)));
+        Ok(Response::new(Box::pin(reports)))
+    }
+}

@@ -1,0 +1,74 @@
+//! Seed 002's `Status` error body (`statusCode`, `code`, `message`, `description`) built from a
+//! [`SidecarError`]; 429 answers also carry `Retry-After`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::{ErrorCode, SidecarError};
+
+/// The JSON error body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusBody {
+    /// The HTTP status.
+    pub status_code: u16,
+    /// The machine code.
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// What to do about it.
+    pub description: String,
+}
+
+fn description(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::QueueFull => "The sidecar is at its buffer limit. Retry after the Retry-After interval.",
+        ErrorCode::UnknownTopic => "Create the topic first; the sidecar does not create topics.",
+        ErrorCode::InvalidTopic => "Topic names are 1-249 characters of letters, digits, '.', '_' and '-'.",
+        ErrorCode::InvalidPartition => "Omit the partition or name one that exists.",
+        ErrorCode::RecordTooLarge => "Split the record or raise producer.max_record_bytes.",
+        ErrorCode::BodyTooLarge => "Send fewer records per request or raise http.max_body_bytes.",
+        ErrorCode::InvalidBase64 => "Binary keys and values must be standard base64.",
+        ErrorCode::InvalidJson => "The body must be a JSON ProduceRequest.",
+        ErrorCode::InvalidRequest => "Check the request against the ProduceRequest schema.",
+        ErrorCode::UnsupportedFormat => "Use binary, json or string; schema formats need the schema registry.",
+        ErrorCode::DeliveryFailed => "Kafka did not acknowledge the record.",
+        ErrorCode::NotDeliveredAtShutdown => "The sidecar stopped before Kafka acknowledged the record.",
+        ErrorCode::ShuttingDown => "The sidecar is shutting down; retry against its replacement.",
+        ErrorCode::KafkaUnavailable => "The Kafka cluster could not be reached; retry later.",
+        ErrorCode::NotFound => "No such endpoint.",
+        ErrorCode::Internal => "An internal error; see the sidecar's log.",
+    }
+}
+
+/// An error as an HTTP response.
+pub struct ApiError(pub SidecarError);
+
+impl From<SidecarError> for ApiError {
+    fn from(error: SidecarError) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.0.code;
+        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = StatusBody {
+            status_code: status.as_u16(),
+            code: code.as_str(),
+            message: self.0.message.clone(),
+            description: description(code).to_string(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if self.0.retry_after.is_some() {
+            // Retry-After is in whole seconds; the exact hint is in X-Retry-After-Ms.
+            let seconds = self.0.retry_after_ms().div_ceil(1000).max(1);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert("x-retry-after-ms", HeaderValue::from(self.0.retry_after_ms()));
+        }
+        response
+    }
+}

@@ -1,0 +1,274 @@
+//! The one shared producer of the pod: validation, admission and enqueueing for every edge.
+//!
+//! gRPC and HTTP both call [`SharedProducer`]; neither has its own copy of this logic. Records of one
+//! call are enqueued in order, and a call's records are all enqueued before it returns, so a client
+//! that waits for each call's answer keeps its per-key order in each partition.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
+use tokio::sync::oneshot;
+
+use super::admission::{ByteBudget, Permit};
+use super::context::{DeliveryTicket, ReportRoute, SidecarContext};
+use super::properties::producer_config;
+use super::topics::TopicCache;
+use crate::config::Config;
+use crate::delivery::DeliveryHub;
+use crate::error::{ErrorCode, SidecarError};
+use crate::metrics::{Metrics, RecordCounters};
+use crate::record::{DeliveryOutcome, Origin, OutgoingRecord, validate_topic_name};
+
+/// What became of accepted-but-unacknowledged records at shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Records Kafka had not acknowledged when the grace period ended; each was reported failed.
+    pub undelivered: u64,
+}
+
+/// The pod's one Kafka producer.
+pub struct SharedProducer {
+    producer: Arc<ThreadedProducer<SidecarContext>>,
+    budget: Arc<ByteBudget>,
+    topics: TopicCache,
+    hub: Arc<DeliveryHub>,
+    metrics: Arc<Metrics>,
+    max_record_bytes: usize,
+    retry_after: Duration,
+    accepting: AtomicBool,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl SharedProducer {
+    /// Creates the producer; fails on a bad librdkafka property, naming it.
+    pub fn new(
+        config: &Config,
+        bootstrap_servers: &str,
+        hub: Arc<DeliveryHub>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, KafkaError> {
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let context = SidecarContext::new(Arc::clone(&metrics), Arc::clone(&shutting_down));
+        let producer: ThreadedProducer<SidecarContext> =
+            producer_config(config, bootstrap_servers).create_with_context(context)?;
+        let producer = Arc::new(producer);
+        let topics = TopicCache::new(
+            Arc::clone(&producer),
+            Duration::from_millis(config.kafka.topic_cache_ttl_ms),
+            Duration::from_millis(config.kafka.metadata_timeout_ms),
+        );
+        let budget = ByteBudget::new(config.producer.max_buffered_bytes);
+        metrics.queue_capacity_bytes.set(i64::try_from(budget.capacity()).unwrap_or(i64::MAX));
+        Ok(Self {
+            producer,
+            budget,
+            topics,
+            hub,
+            metrics,
+            max_record_bytes: config.producer.max_record_bytes as usize,
+            retry_after: Duration::from_millis(u64::from(config.producer.retry_after_ms)),
+            accepting: AtomicBool::new(true),
+            shutting_down,
+        })
+    }
+
+    /// Enqueues records whose reports go to `origin`'s session ring (or only to metrics without a
+    /// session). Results are in record order. Backpressure refuses a record and every record after
+    /// it in this call, so retrying the refused tail keeps order.
+    pub async fn send(&self, origin: &Origin, records: Vec<OutgoingRecord>) -> Vec<Result<(), SidecarError>> {
+        let client = self.metrics.client_label(&origin.client_id);
+        let ring = (!origin.session_id.is_empty()).then(|| self.hub.session(&origin.session_id));
+        let checks = self.check(&records).await;
+        let mut results = Vec::with_capacity(records.len());
+        let mut refused: Option<SidecarError> = None;
+        for (record, check) in records.into_iter().zip(checks) {
+            let counters = self.metrics.record_counters(&record.topic, &client);
+            let result = check.and_then(|()| match &refused {
+                Some(error) => Err(error.clone()),
+                None => {
+                    let size = record.size_bytes() as u64;
+                    let permit = self.budget.try_acquire(size, 1).ok_or_else(|| self.backpressure())?;
+                    let route = match &ring {
+                        Some(ring) => ReportRoute::Session { ring: Arc::clone(ring), record_id: record.record_id },
+                        None => ReportRoute::MetricsOnly,
+                    };
+                    self.enqueue(record, route, Arc::clone(&counters), permit)
+                }
+            });
+            if let Err(error) = &result {
+                self.metrics.record_rejected(&counters, error.code.as_str());
+                if error.code.is_retriable() && refused.is_none() {
+                    refused = Some(error.clone());
+                }
+            }
+            results.push(result);
+        }
+        results
+    }
+
+    /// Enqueues all records or none, then waits for each one's outcome (the HTTP contract).
+    pub async fn send_and_wait(
+        &self,
+        origin: &Origin,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<DeliveryOutcome>, SidecarError> {
+        let client = self.metrics.client_label(&origin.client_id);
+        for check in self.check(&records).await {
+            check?;
+        }
+        let total: u64 = records.iter().map(|record| record.size_bytes() as u64).sum();
+        let mut permit = self
+            .budget
+            .try_acquire(total, records.len() as u64)
+            .ok_or_else(|| self.backpressure())?;
+        let mut waiters = Vec::with_capacity(records.len());
+        for record in records {
+            let counters = self.metrics.record_counters(&record.topic, &client);
+            let record_permit = permit.split_record(record.size_bytes() as u64);
+            let (sender, receiver) = oneshot::channel();
+            let waiter = match self.enqueue(record, ReportRoute::Waiter(sender), Arc::clone(&counters), record_permit) {
+                Ok(()) => Ok(receiver),
+                Err(error) => {
+                    self.metrics.record_rejected(&counters, error.code.as_str());
+                    Err(error)
+                }
+            };
+            waiters.push(waiter);
+        }
+        let mut outcomes = Vec::with_capacity(waiters.len());
+        for waiter in waiters {
+            outcomes.push(match waiter {
+                Ok(receiver) => receiver.await.unwrap_or_else(|_| {
+                    Err(SidecarError::new(ErrorCode::Internal, "the producer dropped the record's report"))
+                }),
+                Err(error) => Err(error),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    fn backpressure(&self) -> SidecarError {
+        // Jitter spreads the retries of many workers refused at the same moment.
+        let jitter = rand::random_range(0..=self.retry_after.as_millis() as u64 / 2);
+        SidecarError::queue_full(self.retry_after + Duration::from_millis(jitter))
+    }
+
+    /// Per-record checks that need no queue space: shutdown, size, topic name, topic metadata.
+    async fn check(&self, records: &[OutgoingRecord]) -> Vec<Result<(), SidecarError>> {
+        let mut topic_results: HashMap<(&str, Option<i32>), Result<(), SidecarError>> = HashMap::new();
+        let mut results = Vec::with_capacity(records.len());
+        for record in records {
+            let result = if !self.accepting.load(Ordering::Acquire) {
+                Err(SidecarError::new(ErrorCode::ShuttingDown, "the sidecar is shutting down"))
+            } else if record.size_bytes() > self.max_record_bytes {
+                Err(SidecarError::new(
+                    ErrorCode::RecordTooLarge,
+                    format!("record of {} bytes exceeds the limit of {} bytes", record.size_bytes(), self.max_record_bytes),
+                ))
+            } else {
+                let key = (record.topic.as_str(), record.partition);
+                match topic_results.get(&key) {
+                    Some(result) => result.clone(),
+                    None => {
+                        let result = match validate_topic_name(&record.topic) {
+                            Ok(()) => self.topics.check(&record.topic, record.partition).await,
+                            Err(error) => Err(error),
+                        };
+                        topic_results.insert(key, result.clone());
+                        result
+                    }
+                }
+            };
+            results.push(result);
+        }
+        results
+    }
+
+    fn enqueue(
+        &self,
+        record: OutgoingRecord,
+        route: ReportRoute,
+        counters: Arc<RecordCounters>,
+        permit: Permit,
+    ) -> Result<(), SidecarError> {
+        let ticket = Box::new(DeliveryTicket { route, counters: Arc::clone(&counters), accepted_at: Instant::now(), permit });
+        let mut base = BaseRecord::with_opaque_to(&record.topic, ticket);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_ref());
+        }
+        if let Some(value) = &record.value {
+            base = base.payload(value.as_ref());
+        }
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
+        }
+        if let Some(timestamp) = record.timestamp_ms.filter(|ms| *ms > 0) {
+            base = base.timestamp(timestamp);
+        }
+        if !record.headers.is_empty() {
+            let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |acc, (name, value)| {
+                acc.insert(Header { key: name, value: Some(value.as_ref()) })
+            });
+            base = base.headers(headers);
+        }
+        match self.producer.send(base) {
+            Ok(()) => {
+                counters.accepted.inc();
+                Ok(())
+            }
+            // Dropping the returned record drops its ticket and releases its permit.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(self.backpressure()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                Err(SidecarError::new(ErrorCode::RecordTooLarge, "record exceeds the broker's message size limit"))
+            }
+            Err((error, _)) => {
+                tracing::warn!(topic = %record.topic, error = %error, "librdkafka refused a record");
+                Err(SidecarError::new(ErrorCode::DeliveryFailed, format!("record refused by the producer: {error}")))
+            }
+        }
+    }
+
+    /// Whether the producer can reach the cluster (metadata within `timeout`).
+    pub async fn has_cluster_metadata(&self, timeout: Duration) -> bool {
+        let producer = Arc::clone(&self.producer);
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).is_ok())
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Records and bytes accepted and not yet acknowledged.
+    pub fn queue_depth(&self) -> (u64, u64) {
+        (self.budget.records(), self.budget.used_bytes())
+    }
+
+    /// Stops accepting; every later record gets `SHUTTING_DOWN`.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
+    }
+
+    /// Flushes until `deadline`; whatever is left is purged and reported failed to its sender.
+    pub async fn drain(&self, deadline: Instant) -> DrainReport {
+        self.stop_accepting();
+        let producer = Arc::clone(&self.producer);
+        let flush_for = deadline.saturating_duration_since(Instant::now());
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || producer.flush(flush_for)).await {
+            tracing::warn!(error = %error, "flush did not finish within the grace period");
+        }
+        let undelivered = self.budget.records();
+        if undelivered > 0 {
+            self.shutting_down.store(true, Ordering::Release);
+            self.producer.purge(PurgeConfig::default().queue().inflight());
+            // The polling thread now reports each purged record as failed; wait until it has.
+            let reported_by = Instant::now() + Duration::from_secs(5);
+            while self.budget.records() > 0 && Instant::now() < reported_by {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        DrainReport { undelivered }
+    }
+}

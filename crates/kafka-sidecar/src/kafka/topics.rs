@@ -1,0 +1,110 @@
+//! Topic metadata cache: tells an unknown topic or partition apart before a record is accepted,
+//! so callers get `UNKNOWN_TOPIC` at once instead of a delivery timeout later.
+//!
+//! Lookups run on the blocking pool (librdkafka's metadata call blocks). Known topics are cached
+//! for `kafka.topic_cache_ttl_ms`; an unknown topic is re-checked after a second, so a topic created
+//! moments later works. When a refresh fails, a stale known entry is still used: an outage must
+//! not turn into `UNKNOWN_TOPIC`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{Producer, ThreadedProducer};
+
+use super::context::SidecarContext;
+use crate::error::{ErrorCode, SidecarError};
+
+const UNKNOWN_TOPIC_TTL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy)]
+enum TopicState {
+    Known { partitions: i32 },
+    Unknown,
+}
+
+/// Cached topic metadata.
+pub struct TopicCache {
+    producer: Arc<ThreadedProducer<SidecarContext>>,
+    entries: Mutex<HashMap<String, (Instant, TopicState)>>,
+    ttl: Duration,
+    lookup_timeout: Duration,
+}
+
+impl TopicCache {
+    /// A cache that looks topics up through `producer`.
+    pub fn new(producer: Arc<ThreadedProducer<SidecarContext>>, ttl: Duration, lookup_timeout: Duration) -> Self {
+        Self { producer, entries: Mutex::new(HashMap::new()), ttl, lookup_timeout }
+    }
+
+    /// Checks that `topic` exists and, when given, that `partition` is one of its partitions.
+    pub async fn check(&self, topic: &str, partition: Option<i32>) -> Result<(), SidecarError> {
+        let state = self.state(topic).await?;
+        match (state, partition) {
+            (TopicState::Unknown, _) => {
+                Err(SidecarError::new(ErrorCode::UnknownTopic, format!("topic {topic:?} does not exist")))
+            }
+            (TopicState::Known { partitions }, Some(partition)) if partition < 0 || partition >= partitions => {
+                Err(SidecarError::new(
+                    ErrorCode::InvalidPartition,
+                    format!("topic {topic:?} has partitions 0..{partitions}, not {partition}"),
+                ))
+            }
+            (TopicState::Known { .. }, _) => Ok(()),
+        }
+    }
+
+    async fn state(&self, topic: &str) -> Result<TopicState, SidecarError> {
+        let cached = self.cached(topic);
+        if let Some((fetched_at, state)) = cached {
+            let ttl = match state {
+                TopicState::Known { .. } => self.ttl,
+                TopicState::Unknown => UNKNOWN_TOPIC_TTL,
+            };
+            if fetched_at.elapsed() < ttl {
+                return Ok(state);
+            }
+        }
+        match self.fetch(topic).await {
+            Ok(state) => {
+                if let Ok(mut entries) = self.entries.lock() {
+                    entries.insert(topic.to_string(), (Instant::now(), state));
+                }
+                Ok(state)
+            }
+            Err(error) => match cached {
+                Some((_, state @ TopicState::Known { .. })) => Ok(state),
+                _ => Err(error),
+            },
+        }
+    }
+
+    fn cached(&self, topic: &str) -> Option<(Instant, TopicState)> {
+        self.entries.lock().ok()?.get(topic).copied()
+    }
+
+    async fn fetch(&self, topic: &str) -> Result<TopicState, SidecarError> {
+        let producer = Arc::clone(&self.producer);
+        let name = topic.to_string();
+        let timeout = self.lookup_timeout;
+        let unavailable =
+            |why: String| SidecarError::new(ErrorCode::KafkaUnavailable, format!("cannot check topic {topic:?}: {why}"));
+        let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&name), timeout))
+            .await
+            .map_err(|error| unavailable(error.to_string()))?
+            .map_err(|error| unavailable(error.to_string()))?;
+        let Some(found) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else {
+            return Ok(TopicState::Unknown);
+        };
+        match found.error().map(RDKafkaErrorCode::from) {
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => Ok(TopicState::Unknown),
+            Some(RDKafkaErrorCode::LeaderNotAvailable) | None if !found.partitions().is_empty() => {
+                let partitions = i32::try_from(found.partitions().len()).unwrap_or(i32::MAX);
+                Ok(TopicState::Known { partitions })
+            }
+            None => Ok(TopicState::Unknown),
+            Some(code) => Err(unavailable(code.to_string())),
+        }
+    }
+}

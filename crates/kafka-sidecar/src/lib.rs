@@ -1,0 +1,19 @@
+//! kafka-sidecar: one shared Kafka producer per pod, behind local gRPC and HTTP.
+//!
+//! [`run`] is the whole daemon: it takes a validated [`Config`], already-bound [`Listeners`] and a
+//! shutdown future, and returns when the sidecar has drained. `main` only parses flags and binds.
+//! See `ARCHITECTURE.md` for the produce path end to end.
+
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod record;
+mod server;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::{BoundAddresses, Listeners, RunReport, run};

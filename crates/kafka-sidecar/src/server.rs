@@ -1,0 +1,261 @@
+//! Wires the parts together and runs them: listeners, the shared producer, the gRPC, HTTP and admin
+//! servers, readiness, and the ordered shutdown.
+//!
+//! Shutdown order: not ready -> refuse new records and stop accepting connections -> flush within
+//! the grace period -> purge and report what is left as failed -> end delivery streams -> stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::serve::ListenerExt;
+use serde::Serialize;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::delivery::DeliveryHub;
+use crate::grpc::{self, ProducerService};
+use crate::http::{self, admin};
+use crate::kafka::{DevBroker, SharedProducer};
+use crate::metrics::Metrics;
+
+const READINESS_INTERVAL: Duration = Duration::from_secs(1);
+const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The sockets the sidecar serves on, bound before [`run`] so callers (and tests on port 0) know
+/// the addresses.
+pub struct Listeners {
+    /// gRPC over TCP.
+    pub grpc: TcpListener,
+    /// gRPC over a Unix domain socket, when configured.
+    pub grpc_unix: Option<(UnixListener, PathBuf)>,
+    /// The HTTP produce API.
+    pub http: TcpListener,
+    /// Metrics and health.
+    pub admin: TcpListener,
+}
+
+/// The addresses actually bound.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoundAddresses {
+    /// gRPC over TCP.
+    pub grpc: SocketAddr,
+    /// The HTTP API.
+    pub http: SocketAddr,
+    /// Metrics and health.
+    pub admin: SocketAddr,
+    /// gRPC over a Unix socket.
+    pub grpc_unix: Option<PathBuf>,
+}
+
+impl Listeners {
+    /// Binds every configured listener.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let bind = |address: SocketAddr, name: &'static str| async move {
+            TcpListener::bind(address).await.with_context(|| format!("cannot bind {name} to {address}"))
+        };
+        let grpc_unix = match &config.grpc.unix_socket {
+            Some(path) => {
+                let listener = grpc::bind_unix(path).with_context(|| format!("cannot bind {}", path.display()))?;
+                Some((listener, path.clone()))
+            }
+            None => None,
+        };
+        Ok(Self {
+            grpc: bind(config.grpc.listen, "grpc.listen").await?,
+            grpc_unix,
+            http: bind(config.http.listen, "http.listen").await?,
+            admin: bind(config.admin.listen, "admin.listen").await?,
+        })
+    }
+
+    /// The bound addresses.
+    pub fn addresses(&self) -> std::io::Result<BoundAddresses> {
+        Ok(BoundAddresses {
+            grpc: self.grpc.local_addr()?,
+            http: self.http.local_addr()?,
+            admin: self.admin.local_addr()?,
+            grpc_unix: self.grpc_unix.as_ref().map(|(_, path)| path.clone()),
+        })
+    }
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    /// Accepted records Kafka had not acknowledged when the grace period ended.
+    pub undelivered: u64,
+}
+
+/// Runs the sidecar until `shutdown` resolves, then drains within the grace period.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunReport> {
+    let dev_broker = if config.kafka.uses_dev_broker() {
+        let broker = DevBroker::start(config.kafka.dev_broker_count).context("cannot start the embedded dev broker")?;
+        tracing::warn!(
+            bootstrap_servers = broker.bootstrap_servers(),
+            "DEV MODE: no Kafka configured, using an embedded in-memory broker; all data is lost on exit"
+        );
+        Some(broker)
+    } else {
+        None
+    };
+    let bootstrap = dev_broker
+        .as_ref()
+        .map_or_else(|| config.kafka.bootstrap_servers.clone(), |broker| broker.bootstrap_servers().to_string());
+
+    let metrics = Metrics::new();
+    let hub = DeliveryHub::new(config.delivery.clone());
+    let producer = Arc::new(
+        SharedProducer::new(&config, &bootstrap, Arc::clone(&hub), Arc::clone(&metrics))
+            .context("cannot create the Kafka producer")?,
+    );
+    let ready = Arc::new(AtomicBool::new(false));
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    grpc::set_health(&health_reporter, false).await;
+
+    let addresses = listeners.addresses()?;
+    let (stop_api, api_stopped) = watch::channel(false);
+    let (stop_admin, admin_stopped) = watch::channel(false);
+
+    let service = ProducerService::new(Arc::clone(&producer), Arc::clone(&hub), Arc::clone(&metrics));
+    let grpc_server = tokio::spawn(grpc::serve(
+        service,
+        health_service,
+        listeners.grpc,
+        listeners.grpc_unix.map(|(listener, _)| listener),
+        signal(api_stopped.clone()),
+    ));
+    let api = http::router(&config.http, Arc::clone(&producer), Arc::clone(&metrics));
+    let http_server = spawn_http(listeners.http, api, signal(api_stopped.clone()));
+    let admin_state = admin::AdminState { metrics: Arc::clone(&metrics), producer: Arc::clone(&producer), ready: Arc::clone(&ready) };
+    let admin_server = spawn_http(listeners.admin, admin::router(admin_state), signal(admin_stopped));
+    let readiness = tokio::spawn(track_readiness(
+        Arc::clone(&producer),
+        Arc::clone(&ready),
+        Arc::clone(&metrics),
+        health_reporter.clone(),
+        api_stopped.clone(),
+    ));
+    let sweeper = tokio::spawn(sweep_sessions(Arc::clone(&hub), Arc::clone(&metrics), api_stopped));
+    tracing::info!(grpc = %addresses.grpc, http = %addresses.http, admin = %addresses.admin,
+        grpc_unix = ?addresses.grpc_unix, "kafka-sidecar serving");
+
+    shutdown.await;
+    let deadline = Instant::now() + Duration::from_millis(config.shutdown.grace_period_ms);
+    tracing::info!(grace_period_ms = config.shutdown.grace_period_ms, "shutting down: not ready, draining");
+    ready.store(false, Ordering::Release);
+    metrics.ready.set(0);
+    grpc::set_health(&health_reporter, false).await;
+    producer.stop_accepting();
+    let _ = stop_api.send(true);
+
+    let report = producer.drain(deadline).await;
+    if report.undelivered > 0 {
+        tracing::error!(
+            undelivered = report.undelivered,
+            "{} accepted records could not be delivered before the grace period ended; \
+             each was reported failed (NOT_DELIVERED_AT_SHUTDOWN) to its sender",
+            report.undelivered
+        );
+    } else {
+        tracing::info!("every accepted record was delivered");
+    }
+    hub.close_all();
+
+    let linger = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+    for (name, server) in [("grpc", grpc_server.map_ok()), ("http", http_server)] {
+        match tokio::time::timeout(linger, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(server = name, error = %error, "server ended with an error"),
+            Ok(Err(error)) => tracing::warn!(server = name, error = %error, "server task failed"),
+            Err(_) => tracing::warn!(server = name, "server did not stop within the grace period"),
+        }
+    }
+    readiness.abort();
+    sweeper.abort();
+    let _ = stop_admin.send(true);
+    let _ = admin_server.await;
+    drop(producer);
+    drop(dev_broker);
+    Ok(RunReport { undelivered: report.undelivered })
+}
+
+trait MapOk {
+    fn map_ok(self) -> JoinHandle<Result<(), String>>;
+}
+
+impl MapOk for JoinHandle<Result<(), tonic::transport::Error>> {
+    fn map_ok(self) -> JoinHandle<Result<(), String>> {
+        tokio::spawn(async move {
+            match self.await {
+                Ok(result) => result.map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+    }
+}
+
+fn signal(mut stopped: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Clone + 'static {
+    let future = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    futures::FutureExt::shared(Box::pin(future))
+}
+
+fn spawn_http(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<Result<(), String>> {
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(error = %error, "cannot set TCP_NODELAY");
+        }
+    });
+    tokio::spawn(async move {
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(|error| error.to_string())
+    })
+}
+
+async fn track_readiness(
+    producer: Arc<SharedProducer>,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    reporter: tonic_health::server::HealthReporter,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut was_ready = false;
+    while !*stopped.borrow() {
+        let now_ready = producer.has_cluster_metadata(Duration::from_secs(2)).await && !*stopped.borrow();
+        if now_ready != was_ready {
+            ready.store(now_ready, Ordering::Release);
+            metrics.ready.set(i64::from(now_ready));
+            grpc::set_health(&reporter, now_ready).await;
+            if now_ready {
+                tracing::info!("ready: the producer has cluster metadata");
+            } else {
+                tracing::warn!("not ready: the producer cannot get cluster metadata");
+            }
+            was_ready = now_ready;
+        }
+        tokio::time::sleep(READINESS_INTERVAL).await;
+    }
+}
+
+async fn sweep_sessions(hub: Arc<DeliveryHub>, metrics: Arc<Metrics>, stopped: watch::Receiver<bool>) {
+    while !*stopped.borrow() {
+        hub.evict_idle();
+        metrics.delivery_sessions.set(i64::try_from(hub.session_count()).unwrap_or(i64::MAX));
+        tokio::time::sleep(SESSION_SWEEP_INTERVAL).await;
+    }
+}
