@@ -6,8 +6,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let file = root.join("kafka_sidecar/v1/producer.proto");
     println!("cargo:rerun-if-changed={}", file.display());
     let descriptors = protox::compile([&file], [&root])?;
-    tonic_prost_build::configure()
-        .bytes(".kafka_sidecar.v1")
-        .compile_fds(descriptors)?;
+    tonic_prost_build::configure().bytes(".kafka_sidecar.v1").compile_fds(descriptors)?;
     Ok(())
 }

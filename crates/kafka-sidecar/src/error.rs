@@ -144,9 +144,7 @@ impl SidecarError {
 
     /// Retry hint in whole milliseconds (at least 1 when a hint is set), 0 when none.
     pub fn retry_after_ms(&self) -> u32 {
-        self.retry_after
-            .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1))
-            .unwrap_or(0)
+        self.retry_after.map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)).unwrap_or(0)
     }
 }
 

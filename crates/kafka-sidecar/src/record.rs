@@ -31,10 +31,7 @@ impl OutgoingRecord {
     /// Bytes this record holds in the queue: what admission control counts.
     pub fn size_bytes(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
-        self.topic.len()
-            + self.key.as_ref().map_or(0, Bytes::len)
-            + self.value.as_ref().map_or(0, Bytes::len)
-            + headers
+        self.topic.len() + self.key.as_ref().map_or(0, Bytes::len) + self.value.as_ref().map_or(0, Bytes::len) + headers
     }
 }
 
@@ -78,9 +75,8 @@ pub struct DeliveryReport {
 
 /// Checks a topic name against Kafka's rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.`/`..`.
 pub fn validate_topic_name(topic: &str) -> Result<(), SidecarError> {
-    let invalid = |why: &str| {
-        Err(SidecarError::new(ErrorCode::InvalidTopic, format!("invalid topic name {topic:?}: {why}")))
-    };
+    let invalid =
+        |why: &str| Err(SidecarError::new(ErrorCode::InvalidTopic, format!("invalid topic name {topic:?}: {why}")));
     if topic.is_empty() {
         return invalid("it is empty");
     }

@@ -137,7 +137,8 @@ pub async fn run(
     ));
     let api = http::router(&config.http, Arc::clone(&producer), Arc::clone(&metrics));
     let http_server = spawn_http(listeners.http, api, signal(api_stopped.clone()));
-    let admin_state = admin::AdminState { metrics: Arc::clone(&metrics), producer: Arc::clone(&producer), ready: Arc::clone(&ready) };
+    let admin_state =
+        admin::AdminState { metrics: Arc::clone(&metrics), producer: Arc::clone(&producer), ready: Arc::clone(&ready) };
     let admin_server = spawn_http(listeners.admin, admin::router(admin_state), signal(admin_stopped));
     let readiness = tokio::spawn(track_readiness(
         Arc::clone(&producer),

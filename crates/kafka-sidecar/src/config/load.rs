@@ -95,10 +95,10 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    let value: Value = serde_norway::from_str(&text)
-        .map_err(|source| ConfigError::Syntax { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let value: Value =
+        serde_norway::from_str(&text).map_err(|source| ConfigError::Syntax { path: path.to_path_buf(), source })?;
     // An empty file is an empty configuration.
     Ok(if value.is_null() { Value::Mapping(Mapping::new()) } else { value })
 }
@@ -165,14 +165,10 @@ mod tests {
     use crate::config::Compression;
 
     fn load(yaml: &str, env: &[(&str, &str)], overrides: &[&str]) -> Result<Config, ConfigError> {
-        let file = tempfile::NamedTempFile::new().map_err(|source| ConfigError::Read {
-            path: PathBuf::from("tmp"),
-            source,
-        })?;
-        std::fs::write(file.path(), yaml).map_err(|source| ConfigError::Read {
-            path: file.path().to_path_buf(),
-            source,
-        })?;
+        let file = tempfile::NamedTempFile::new()
+            .map_err(|source| ConfigError::Read { path: PathBuf::from("tmp"), source })?;
+        std::fs::write(file.path(), yaml)
+            .map_err(|source| ConfigError::Read { path: file.path().to_path_buf(), source })?;
         Config::load(&ConfigSources {
             file: Some(file.path().to_path_buf()),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),

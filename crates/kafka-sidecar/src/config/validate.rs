@@ -64,7 +64,8 @@ impl Config {
                 return Err(invalid(&format!("kafka.properties.{property}"), format!("set `{key}` instead")));
             }
         }
-        let listeners = [("grpc.listen", self.grpc.listen), ("http.listen", self.http.listen), ("admin.listen", self.admin.listen)];
+        let listeners =
+            [("grpc.listen", self.grpc.listen), ("http.listen", self.http.listen), ("admin.listen", self.admin.listen)];
         for (index, (key, address)) in listeners.iter().enumerate() {
             let clash = listeners[..index].iter().find(|(_, other)| other == address && address.port() != 0);
             if let Some((other_key, _)) = clash {

@@ -30,7 +30,11 @@ pub fn batch_groups(batch: pb::ProduceBatch) -> Vec<(Origin, Vec<OutgoingRecord>
     for request in batch.records {
         let origin = Origin {
             client_id: if request.client_id.is_empty() { batch.client_id.clone() } else { request.client_id.clone() },
-            session_id: if request.session_id.is_empty() { batch.session_id.clone() } else { request.session_id.clone() },
+            session_id: if request.session_id.is_empty() {
+                batch.session_id.clone()
+            } else {
+                request.session_id.clone()
+            },
         };
         let record = record_from_proto(request);
         match groups.last_mut() {

@@ -35,10 +35,9 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let router = Server::builder().add_service(health).add_service(producer);
-    let tcp = router.clone().serve_with_incoming_shutdown(
-        TcpIncoming::from(listener).with_nodelay(Some(true)),
-        shutdown.clone(),
-    );
+    let tcp = router
+        .clone()
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.clone());
     match unix {
         Some(unix) => {
             let uds = router.serve_with_incoming_shutdown(UnixListenerStream::new(unix), shutdown);

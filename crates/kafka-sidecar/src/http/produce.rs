@@ -88,7 +88,11 @@ pub async fn produce(
     let client = state.metrics.client_label(&client_id);
     state.metrics.requests.get_or_create(&RequestLabels { api: "http_produce", client }).inc();
     let body = body.map_err(|rejection| {
-        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::BodyTooLarge } else { ErrorCode::InvalidRequest };
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::BodyTooLarge
+        } else {
+            ErrorCode::InvalidRequest
+        };
         SidecarError::new(code, rejection.body_text())
     })?;
     let request: ProduceRequest = serde_json::from_slice(&body).map_err(|error| {

@@ -58,10 +58,8 @@ impl SidecarContext {
     }
 
     fn failure(&self, error: &KafkaError) -> SidecarError {
-        let purged = matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
-        );
+        let purged =
+            matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight));
         if purged || self.shutting_down.load(Ordering::Acquire) {
             SidecarError::new(ErrorCode::NotDeliveredAtShutdown, format!("not delivered before shutdown: {error}"))
         } else {

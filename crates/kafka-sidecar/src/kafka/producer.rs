@@ -122,10 +122,7 @@ impl SharedProducer {
             check?;
         }
         let total: u64 = records.iter().map(|record| record.size_bytes() as u64).sum();
-        let mut permit = self
-            .budget
-            .try_acquire(total, records.len() as u64)
-            .ok_or_else(|| self.backpressure())?;
+        let mut permit = self.budget.try_acquire(total, records.len() as u64).ok_or_else(|| self.backpressure())?;
         let mut waiters = Vec::with_capacity(records.len());
         for record in records {
             let counters = self.metrics.record_counters(&record.topic, &client);
@@ -168,7 +165,11 @@ impl SharedProducer {
             } else if record.size_bytes() > self.max_record_bytes {
                 Err(SidecarError::new(
                     ErrorCode::RecordTooLarge,
-                    format!("record of {} bytes exceeds the limit of {} bytes", record.size_bytes(), self.max_record_bytes),
+                    format!(
+                        "record of {} bytes exceeds the limit of {} bytes",
+                        record.size_bytes(),
+                        self.max_record_bytes
+                    ),
                 ))
             } else {
                 let key = (record.topic.as_str(), record.partition);
@@ -196,7 +197,8 @@ impl SharedProducer {
         counters: Arc<RecordCounters>,
         permit: Permit,
     ) -> Result<(), SidecarError> {
-        let ticket = Box::new(DeliveryTicket { route, counters: Arc::clone(&counters), accepted_at: Instant::now(), permit });
+        let ticket =
+            Box::new(DeliveryTicket { route, counters: Arc::clone(&counters), accepted_at: Instant::now(), permit });
         let mut base = BaseRecord::with_opaque_to(&record.topic, ticket);
         if let Some(key) = &record.key {
             base = base.key(key.as_ref());
@@ -211,9 +213,12 @@ impl SharedProducer {
             base = base.timestamp(timestamp);
         }
         if !record.headers.is_empty() {
-            let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |acc, (name, value)| {
-                acc.insert(Header { key: name, value: Some(value.as_ref()) })
-            });
+            let headers = record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new_with_capacity(record.headers.len()), |acc, (name, value)| {
+                    acc.insert(Header { key: name, value: Some(value.as_ref()) })
+                });
             base = base.headers(headers);
         }
         match self.producer.send(base) {

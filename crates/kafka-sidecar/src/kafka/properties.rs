@@ -27,7 +27,9 @@ pub fn producer_config(config: &Config, bootstrap_servers: &str) -> ClientConfig
         .set("queue.buffering.max.messages", "1000000")
         .set("message.timeout.ms", producer.delivery_timeout_ms.to_string())
         .set("statistics.interval.ms", producer.statistics_interval_ms.to_string())
-        .set("topic.metadata.refresh.interval.ms", "60000");
+        .set("topic.metadata.refresh.interval.ms", "60000")
+        // A typo must not create a topic; the dev broker is a playground, so there it may.
+        .set("allow.auto.create.topics", if config.kafka.uses_dev_broker() { "true" } else { "false" });
     for (key, value) in &config.kafka.properties {
         client.set(key, value);
     }
@@ -46,6 +48,10 @@ mod tests {
         assert_eq!(client.get("acks"), Some("all"));
         assert_eq!(client.get("compression.codec"), Some("lz4"));
         assert_eq!(client.get("queue.buffering.max.kbytes"), Some("65536"));
+        assert_eq!(client.get("allow.auto.create.topics"), Some("true"), "dev broker");
+        let mut real = Config::default();
+        real.kafka.bootstrap_servers = "b:9092".into();
+        assert_eq!(producer_config(&real, "b:9092").get("allow.auto.create.topics"), Some("false"));
     }
 
     #[test]

@@ -88,8 +88,9 @@ impl TopicCache {
         let producer = Arc::clone(&self.producer);
         let name = topic.to_string();
         let timeout = self.lookup_timeout;
-        let unavailable =
-            |why: String| SidecarError::new(ErrorCode::KafkaUnavailable, format!("cannot check topic {topic:?}: {why}"));
+        let unavailable = |why: String| {
+            SidecarError::new(ErrorCode::KafkaUnavailable, format!("cannot check topic {topic:?}: {why}"))
+        };
         let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&name), timeout))
             .await
             .map_err(|error| unavailable(error.to_string()))?

@@ -183,13 +183,15 @@ impl Metrics {
 
     /// Counts a refused record.
     pub fn record_rejected(&self, counters: &RecordCounters, code: &'static str) {
-        let labels = FailureLabels { topic: counters.labels.topic.clone(), client: counters.labels.client.clone(), code };
+        let labels =
+            FailureLabels { topic: counters.labels.topic.clone(), client: counters.labels.client.clone(), code };
         self.records_rejected.get_or_create(&labels).inc();
     }
 
     /// Counts an accepted record that was not delivered.
     pub fn record_failed(&self, counters: &RecordCounters, code: &'static str) {
-        let labels = FailureLabels { topic: counters.labels.topic.clone(), client: counters.labels.client.clone(), code };
+        let labels =
+            FailureLabels { topic: counters.labels.topic.clone(), client: counters.labels.client.clone(), code };
         self.records_failed.get_or_create(&labels).inc();
     }
 
