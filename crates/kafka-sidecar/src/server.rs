@@ -25,7 +25,10 @@ use crate::http::{self, admin};
 use crate::kafka::{DevBroker, SharedProducer};
 use crate::metrics::Metrics;
 
+/// Readiness is re-checked this often while not ready, and every [`READY_RECHECK`] once ready
+/// (each check is a full metadata request).
 const READINESS_INTERVAL: Duration = Duration::from_secs(1);
+const READY_RECHECK: Duration = Duration::from_secs(5);
 const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The sockets the sidecar serves on, bound before [`run`] so callers (and tests on port 0) know
@@ -249,7 +252,7 @@ async fn track_readiness(
             }
             was_ready = now_ready;
         }
-        tokio::time::sleep(READINESS_INTERVAL).await;
+        tokio::time::sleep(if was_ready { READY_RECHECK } else { READINESS_INTERVAL }).await;
     }
 }
 

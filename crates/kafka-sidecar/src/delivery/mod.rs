@@ -86,8 +86,8 @@ impl DeliveryHub {
 
     /// Reports of `session_id` after `after_seq`, then live ones, until the hub closes.
     ///
-    /// Reading a report does not remove it: a reconnecting worker may ask again. Reports a newer
-    /// request skips past (`after_seq`) are forgotten.
+    /// Sent reports stay within the ring's resend window, so a worker that reconnects may ask again
+    /// from the last report it processed. Reports a request skips past (`after_seq`) are forgotten.
     pub fn stream(&self, session_id: &str, after_seq: u64) -> impl Stream<Item = DeliveryReport> + Send + 'static {
         let ring = self.session(session_id);
         ring.acknowledge(after_seq);

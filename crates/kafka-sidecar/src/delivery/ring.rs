@@ -1,5 +1,9 @@
 //! One session's delivery reports: a bounded ring with per-session sequence numbers and a watch
 //! channel that wakes the session's streams.
+//!
+//! Reports already sent on a stream are kept only within a resend window (a worker that reconnects
+//! resumes from the last report it *processed*, which may be behind what was sent), so memory goes
+//! to reports nobody has seen yet. A report is counted as lost only if it was never sent.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,8 +14,13 @@ use tokio::sync::watch;
 
 use crate::record::{DeliveryOutcome, DeliveryReport};
 
+/// Sent reports kept for a reconnecting worker to resume from; beyond this they are forgotten.
+pub const RESEND_WINDOW: u64 = 8_192;
+
 struct RingState {
     next_seq: u64,
+    /// The highest seq handed to a stream.
+    sent_through: u64,
     reports: VecDeque<DeliveryReport>,
     closed: bool,
     last_active: Instant,
@@ -32,13 +41,19 @@ pub struct SessionRing {
 pub enum Pushed {
     /// Stored, nothing lost.
     Kept,
-    /// Stored, and the oldest report fell off.
+    /// Stored, and the oldest report, never sent, fell off.
     DroppedOldest,
 }
 
 impl SessionRing {
     pub(super) fn new(capacity: usize, buffered: Arc<AtomicUsize>, max_buffered: usize) -> Self {
-        let state = RingState { next_seq: 1, reports: VecDeque::new(), closed: false, last_active: Instant::now() };
+        let state = RingState {
+            next_seq: 1,
+            sent_through: 0,
+            reports: VecDeque::new(),
+            closed: false,
+            last_active: Instant::now(),
+        };
         Self { state: Mutex::new(state), wake: watch::channel(0).0, capacity, buffered, max_buffered }
     }
 
@@ -56,11 +71,13 @@ impl SessionRing {
         state.next_seq += 1;
         state.last_active = Instant::now();
         let full = state.reports.len() >= self.capacity || self.buffered.load(Ordering::Relaxed) >= self.max_buffered;
-        let pushed = if full && state.reports.pop_front().is_some() {
-            Pushed::DroppedOldest
-        } else {
-            self.buffered.fetch_add(1, Ordering::Relaxed);
-            Pushed::Kept
+        let pushed = match full.then(|| state.reports.pop_front()).flatten() {
+            Some(oldest) if oldest.seq > state.sent_through => Pushed::DroppedOldest,
+            Some(_) => Pushed::Kept,
+            None => {
+                self.buffered.fetch_add(1, Ordering::Relaxed);
+                Pushed::Kept
+            }
         };
         state.reports.push_back(DeliveryReport { seq, record_id, topic: topic.to_string(), outcome, latency_us });
         drop(state);
@@ -68,18 +85,28 @@ impl SessionRing {
         pushed
     }
 
-    /// Up to `max` reports with `seq > after`, and whether the ring is closed.
+    /// Up to `max` reports with `seq > after`, marked sent, and whether the ring is closed.
     pub fn read_after(&self, after: u64, max: usize) -> (Vec<DeliveryReport>, bool) {
         let mut state = self.lock();
         state.last_active = Instant::now();
         let start = state.reports.partition_point(|report| report.seq <= after);
-        let reports = state.reports.iter().skip(start).take(max).cloned().collect();
+        let reports: Vec<DeliveryReport> = state.reports.iter().skip(start).take(max).cloned().collect();
+        if let Some(last) = reports.last() {
+            state.sent_through = state.sent_through.max(last.seq);
+            let forget_through = state.sent_through.saturating_sub(RESEND_WINDOW);
+            self.forget_through(&mut state, forget_through);
+        }
         (reports, state.closed)
     }
 
-    /// Forgets reports up to and including `seq`: the client has them.
+    /// Forgets reports up to and including `seq`: the client has processed them.
     pub fn acknowledge(&self, seq: u64) {
         let mut state = self.lock();
+        state.sent_through = state.sent_through.max(seq.min(state.next_seq - 1));
+        self.forget_through(&mut state, seq);
+    }
+
+    fn forget_through(&self, state: &mut RingState, seq: u64) {
         let keep_from = state.reports.partition_point(|report| report.seq <= seq);
         state.reports.drain(..keep_from);
         self.buffered.fetch_sub(keep_from, Ordering::Relaxed);
@@ -150,6 +177,31 @@ mod tests {
         assert_eq!((ring.len(), buffered.load(Ordering::Relaxed)), (1, 1));
         drop(ring);
         assert_eq!(buffered.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn sent_reports_are_kept_only_within_the_resend_window() {
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let ring = SessionRing::new(100_000, Arc::clone(&buffered), 100_000);
+        let total = RESEND_WINDOW + 100;
+        for id in 0..total {
+            ring.push(id, "t", delivered(0), 1);
+        }
+        let (sent, _) = ring.read_after(0, usize::MAX);
+        assert_eq!(sent.len() as u64, total);
+        assert_eq!(ring.len() as u64, RESEND_WINDOW, "older sent reports forgotten");
+        let (resumed, _) = ring.read_after(total - 10, usize::MAX);
+        assert_eq!(resumed.len(), 10, "recent ones can be resent");
+    }
+
+    #[test]
+    fn evicting_a_sent_report_is_not_a_loss() {
+        let ring = SessionRing::new(2, Arc::new(AtomicUsize::new(0)), 100);
+        ring.push(1, "t", delivered(0), 1);
+        ring.push(2, "t", delivered(0), 1);
+        ring.read_after(0, 1);
+        assert_eq!(ring.push(3, "t", delivered(0), 1), Pushed::Kept, "seq 1 was sent");
+        assert_eq!(ring.push(4, "t", delivered(0), 1), Pushed::DroppedOldest, "seq 2 never was");
     }
 
     #[test]

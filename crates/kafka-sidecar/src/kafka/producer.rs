@@ -86,8 +86,16 @@ impl SharedProducer {
         let checks = self.check(&records).await;
         let mut results = Vec::with_capacity(records.len());
         let mut refused: Option<SidecarError> = None;
+        let mut counters_by_topic: HashMap<String, Arc<RecordCounters>> = HashMap::new();
         for (record, check) in records.into_iter().zip(checks) {
-            let counters = self.metrics.record_counters(&record.topic, &client);
+            let counters = match counters_by_topic.get(&record.topic) {
+                Some(counters) => Arc::clone(counters),
+                None => {
+                    let counters = self.metrics.record_counters(&record.topic, &client);
+                    counters_by_topic.insert(record.topic.clone(), Arc::clone(&counters));
+                    counters
+                }
+            };
             let result = check.and_then(|()| match &refused {
                 Some(error) => Err(error.clone()),
                 None => {
