@@ -85,6 +85,17 @@ async fn broker_outage_backpressures_then_recovers_without_loss_or_duplicates() 
     }
     let metrics = reqwest::get(sidecar.admin_url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("code=\"QUEUE_FULL\""), "backpressure is counted");
+    assert!(!metrics.contains("kafka_sidecar_queue_bytes 0\n"), "queue depth is visible");
+
+    // HTTP is refused whole with 429 and a retry hint while the budget is full.
+    let body = format!(r#"{{"valueFormat":"string","records":[{{"value":"{}"}}]}}"#, "y".repeat(900));
+    let response =
+        reqwest::Client::new().post(sidecar.http_url(&format!("/producers/{topic}"))).body(body).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert!(response.headers().get("x-retry-after-ms").is_some());
+    let status: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status["code"], "QUEUE_FULL");
 
     cluster.broker_up(BROKER).expect("broker up");
     // The client's side of backpressure: retry the refused tail until it is taken.
