@@ -24,6 +24,9 @@ use crate::error::{ErrorCode, SidecarError};
 use crate::metrics::{Metrics, RecordCounters};
 use crate::record::{DeliveryOutcome, Origin, OutgoingRecord, validate_topic_name};
 
+/// The longest retry hint: what a client waits while Kafka drains nothing at all.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// What became of accepted-but-unacknowledged records at shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainReport {
@@ -100,7 +103,7 @@ impl SharedProducer {
                 Some(error) => Err(error.clone()),
                 None => {
                     let size = record.size_bytes() as u64;
-                    let permit = self.budget.try_acquire(size, 1).ok_or_else(|| self.backpressure())?;
+                    let permit = self.budget.try_acquire(size, 1).ok_or_else(|| self.backpressure(size))?;
                     let route = match &ring {
                         Some(ring) => ReportRoute::Session { ring: Arc::clone(ring), record_id: record.record_id },
                         None => ReportRoute::MetricsOnly,
@@ -130,7 +133,8 @@ impl SharedProducer {
             check?;
         }
         let total: u64 = records.iter().map(|record| record.size_bytes() as u64).sum();
-        let mut permit = self.budget.try_acquire(total, records.len() as u64).ok_or_else(|| self.backpressure())?;
+        let mut permit =
+            self.budget.try_acquire(total, records.len() as u64).ok_or_else(|| self.backpressure(total))?;
         let mut waiters = Vec::with_capacity(records.len());
         for record in records {
             let counters = self.metrics.record_counters(&record.topic, &client);
@@ -157,10 +161,12 @@ impl SharedProducer {
         Ok(outcomes)
     }
 
-    fn backpressure(&self) -> SidecarError {
+    /// The QUEUE_FULL error for `bytes` that did not fit, with a retry hint from the drain rate.
+    fn backpressure(&self, bytes: u64) -> SidecarError {
+        let hint = self.budget.retry_hint(bytes, self.retry_after, MAX_RETRY_AFTER);
         // Jitter spreads the retries of many workers refused at the same moment.
-        let jitter = rand::random_range(0..=self.retry_after.as_millis() as u64 / 2);
-        SidecarError::queue_full(self.retry_after + Duration::from_millis(jitter))
+        let jitter = rand::random_range(0..=hint.as_millis() as u64 / 4);
+        SidecarError::queue_full(hint + Duration::from_millis(jitter))
     }
 
     /// Per-record checks that need no queue space: shutdown, size, topic name, topic metadata.
@@ -235,7 +241,7 @@ impl SharedProducer {
                 Ok(())
             }
             // Dropping the returned record drops its ticket and releases its permit.
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(self.backpressure()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(self.backpressure(0)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
                 Err(SidecarError::new(ErrorCode::RecordTooLarge, "record exceeds the broker's message size limit"))
             }
