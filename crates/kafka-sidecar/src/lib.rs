@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod record;
 mod server;
+mod sync;
 pub mod telemetry;
 
 pub use config::Config;

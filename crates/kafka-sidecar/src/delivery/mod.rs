@@ -34,10 +34,7 @@ impl DeliveryHub {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<SessionRing>>> {
-        match self.sessions.lock() {
-            Ok(sessions) => sessions,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.sessions)
     }
 
     /// The ring of `session_id`, created on first use.

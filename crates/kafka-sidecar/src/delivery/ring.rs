@@ -58,10 +58,7 @@ impl SessionRing {
     }
 
     fn lock(&self) -> MutexGuard<'_, RingState> {
-        match self.state.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.state)
     }
 
     /// Stores a report, dropping the oldest when this ring or the global budget is full.

@@ -50,10 +50,7 @@ impl ByteBudget {
     pub fn retry_hint(&self, bytes: u64, min: Duration, max: Duration) -> Duration {
         let missing = (self.used_bytes() + bytes).saturating_sub(self.capacity).max(1);
         let rate = {
-            let mut sample = match self.drain.lock() {
-                Ok(sample) => sample,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut sample = crate::sync::lock(&self.drain);
             let now = Instant::now();
             let elapsed = now.duration_since(sample.at);
             if elapsed >= DRAIN_SAMPLE_MIN {

@@ -68,9 +68,7 @@ impl TopicCache {
         }
         match self.fetch(topic).await {
             Ok(state) => {
-                if let Ok(mut entries) = self.entries.lock() {
-                    entries.insert(topic.to_string(), (Instant::now(), state));
-                }
+                crate::sync::lock(&self.entries).insert(topic.to_string(), (Instant::now(), state));
                 Ok(state)
             }
             Err(error) => match cached {
@@ -81,7 +79,7 @@ impl TopicCache {
     }
 
     fn cached(&self, topic: &str) -> Option<(Instant, TopicState)> {
-        self.entries.lock().ok()?.get(topic).copied()
+        crate::sync::lock(&self.entries).get(topic).copied()
     }
 
     async fn fetch(&self, topic: &str) -> Result<TopicState, SidecarError> {

@@ -170,10 +170,7 @@ impl Metrics {
     /// Counters for a (topic, client) pair; the client must come from [`Metrics::client_label`].
     pub fn record_counters(&self, topic: &str, client: &str) -> Arc<RecordCounters> {
         let labels = RecordLabels { topic: bounded(&self.topics, topic), client: client.to_string() };
-        let mut cache = match self.record_counters.lock() {
-            Ok(cache) => cache,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut cache = crate::sync::lock(&self.record_counters);
         Arc::clone(cache.entry(labels.clone()).or_insert_with(|| {
             let accepted = self.records_accepted.get_or_create(&labels).clone();
             let delivered = self.records_delivered.get_or_create(&labels).clone();
@@ -206,10 +203,7 @@ impl Metrics {
 }
 
 fn bounded(seen: &Mutex<HashSet<String>>, value: &str) -> String {
-    let mut seen = match seen.lock() {
-        Ok(seen) => seen,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut seen = crate::sync::lock(seen);
     if seen.contains(value) {
         return value.to_string();
     }
