@@ -34,6 +34,8 @@ pub enum ErrorCode {
     NotDeliveredAtShutdown,
     /// The sidecar is shutting down and accepts nothing new.
     ShuttingDown,
+    /// A delivery stream asked to resume a session this sidecar instance does not have.
+    UnknownSession,
     /// The cluster could not be reached to check the topic.
     KafkaUnavailable,
     /// No such route.
@@ -59,6 +61,7 @@ impl ErrorCode {
             Self::DeliveryFailed => "DELIVERY_FAILED",
             Self::NotDeliveredAtShutdown => "NOT_DELIVERED_AT_SHUTDOWN",
             Self::ShuttingDown => "SHUTTING_DOWN",
+            Self::UnknownSession => "UNKNOWN_SESSION",
             Self::KafkaUnavailable => "KAFKA_UNAVAILABLE",
             Self::NotFound => "NOT_FOUND",
             Self::Internal => "INTERNAL",
@@ -70,6 +73,7 @@ impl ErrorCode {
         match self {
             Self::QueueFull => 429,
             Self::UnknownTopic | Self::NotFound => 404,
+            Self::UnknownSession => 409,
             Self::RecordTooLarge | Self::BodyTooLarge => 413,
             Self::InvalidTopic
             | Self::InvalidPartition
@@ -97,6 +101,7 @@ impl ErrorCode {
             | Self::InvalidJson
             | Self::InvalidRequest => Code::InvalidArgument,
             Self::UnsupportedFormat => Code::Unimplemented,
+            Self::UnknownSession => Code::FailedPrecondition,
             Self::ShuttingDown | Self::KafkaUnavailable => Code::Unavailable,
             Self::DeliveryFailed | Self::NotDeliveredAtShutdown => Code::Aborted,
             Self::Internal => Code::Internal,

@@ -197,3 +197,35 @@ async fn health_service_reports_serving_when_ready() {
     }
     sidecar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_sidecar_is_detectable_and_refuses_to_resume_old_sessions() {
+    let topic = unique("grpc-restart");
+    create_topic(broker(), &topic, 1).await;
+    let session = unique("session");
+    let instance_of = |metadata: &tonic::metadata::MetadataMap| {
+        metadata.get(kafka_sidecar::grpc::INSTANCE_METADATA).and_then(|v| v.to_str().ok()).map(str::to_string)
+    };
+
+    let first = TestSidecar::start(test_config(broker())).await;
+    let mut client = ProducerSidecarClient::connect(first.grpc_url()).await.expect("connect");
+    let batch =
+        pb::ProduceBatch { session_id: session.clone(), records: vec![record(&topic, "k", 1)], ..Default::default() };
+    let response = client.emit_batch(batch).await.expect("emit");
+    let first_instance = instance_of(response.metadata()).expect("instance id on acks");
+    let seen = collect_reports(&mut client, &session, 0, 1).await;
+    first.stop().await;
+
+    let second = TestSidecar::start(test_config(broker())).await;
+    let mut client = ProducerSidecarClient::connect(second.grpc_url()).await.expect("connect");
+    let resume = pb::DeliveryStreamRequest { session_id: session.clone(), after_seq: seen[0].seq };
+    let status = client.delivery_stream(resume).await.expect_err("old session cannot resume");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    let code = status.metadata().get("kafka-sidecar-error-code").and_then(|v| v.to_str().ok());
+    assert_eq!(code, Some("UNKNOWN_SESSION"));
+    let fresh = pb::DeliveryStreamRequest { session_id: session, after_seq: 0 };
+    let response = client.delivery_stream(fresh).await.expect("a fresh start is fine");
+    let second_instance = instance_of(response.metadata()).expect("instance id on streams");
+    assert_ne!(first_instance, second_instance);
+    second.stop().await;
+}

@@ -16,7 +16,7 @@ use super::Config;
 pub const ENV_PREFIX: &str = "KAFKA_SIDECAR_";
 
 /// Variables with our prefix that belong to clients or tools, not to the daemon's configuration.
-const ENV_NOT_CONFIG: &[&str] = &["MODE", "ADDRESS", "CACHE", "TEST_BOOTSTRAP", "CONFIG", "BIN"];
+const ENV_NOT_CONFIG: &[&str] = &["MODE", "ADDRESS", "CACHE", "TEST_BOOTSTRAP", "CONFIG", "BINARY"];
 
 /// A configuration that could not be loaded; the message names the key.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures::Stream;
 
 use crate::config::DeliveryConfig;
+use crate::error::{ErrorCode, SidecarError};
 use crate::record::DeliveryReport;
 pub use ring::{Pushed, SessionRing};
 
@@ -85,12 +86,29 @@ impl DeliveryHub {
     ///
     /// Sent reports stay within the ring's resend window, so a worker that reconnects may ask again
     /// from the last report it processed. Reports a request skips past (`after_seq`) are forgotten.
-    pub fn stream(&self, session_id: &str, after_seq: u64) -> impl Stream<Item = DeliveryReport> + Send + 'static {
-        let ring = self.session(session_id);
+    /// Resuming (`after_seq > 0`) a session this instance never numbered that far fails with
+    /// `UNKNOWN_SESSION`: the sidecar restarted or evicted it, and those reports are gone.
+    pub fn stream(
+        &self,
+        session_id: &str,
+        after_seq: u64,
+    ) -> Result<impl Stream<Item = DeliveryReport> + Send + 'static, SidecarError> {
+        let known = crate::sync::lock(&self.sessions).get(session_id).cloned();
+        let resumable = known.as_ref().is_some_and(|ring| after_seq < ring.next_seq());
+        if after_seq > 0 && !resumable {
+            return Err(SidecarError::new(
+                ErrorCode::UnknownSession,
+                format!(
+                    "session {session_id:?} has no report {after_seq} on this sidecar instance \
+                     (it restarted or evicted the session); resend records without reports"
+                ),
+            ));
+        }
+        let ring = known.unwrap_or_else(|| self.session(session_id));
         ring.acknowledge(after_seq);
         let wake = ring.subscribe();
         let state = StreamState { ring, cursor: after_seq, wake, pending: Vec::new().into_iter() };
-        futures::stream::unfold(state, |mut state| async move {
+        Ok(futures::stream::unfold(state, |mut state| async move {
             loop {
                 if let Some(report) = state.pending.next() {
                     return Some((report, state));
@@ -106,7 +124,7 @@ impl DeliveryHub {
                     return None;
                 }
             }
-        })
+        }))
     }
 }
 
@@ -133,7 +151,7 @@ mod tests {
         let hub = hub(8);
         let ring = hub.session("worker-1");
         ring.push(7, "t", Ok(Delivered { partition: 1, offset: 5, timestamp_ms: None }), 10);
-        let mut stream = Box::pin(hub.stream("worker-1", 0));
+        let mut stream = Box::pin(hub.stream("worker-1", 0).expect("stream"));
         assert_eq!(stream.next().await.map(|r| r.record_id), Some(7));
         ring.push(8, "t", Ok(Delivered { partition: 1, offset: 6, timestamp_ms: None }), 10);
         assert_eq!(stream.next().await.map(|r| (r.seq, r.record_id)), Some((2, 8)));
@@ -147,8 +165,18 @@ mod tests {
         hub.session("a").push(1, "t", Ok(Delivered { partition: 0, offset: 0, timestamp_ms: None }), 1);
         hub.session("b").push(2, "t", Ok(Delivered { partition: 0, offset: 1, timestamp_ms: None }), 1);
         hub.close_all();
-        let seen: Vec<u64> = hub.stream("b", 0).map(|r| r.record_id).collect().await;
+        let seen: Vec<u64> = hub.stream("b", 0).expect("stream").map(|r| r.record_id).collect().await;
         assert_eq!(seen, vec![2]);
+    }
+
+    #[test]
+    fn resuming_a_session_this_instance_never_numbered_fails() {
+        let hub = hub(8);
+        let unknown = hub.stream("restarted", 5).err().map(|error| error.code);
+        assert_eq!(unknown, Some(ErrorCode::UnknownSession));
+        hub.session("s").push(1, "t", Ok(Delivered { partition: 0, offset: 0, timestamp_ms: None }), 1);
+        assert!(hub.stream("s", 1).is_ok(), "resuming after the last report is fine");
+        assert!(hub.stream("s", 9).is_err(), "a seq from an earlier instance");
     }
 
     #[test]

@@ -109,6 +109,11 @@ impl SessionRing {
         self.buffered.fetch_sub(keep_from, Ordering::Relaxed);
     }
 
+    /// The seq the next report will get.
+    pub fn next_seq(&self) -> u64 {
+        self.lock().next_seq
+    }
+
     /// A receiver woken on every new report and on close.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()

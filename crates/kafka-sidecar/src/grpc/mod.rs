@@ -15,7 +15,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-pub use producer_service::ProducerService;
+pub use producer_service::{INSTANCE_METADATA, ProducerService};
 
 /// The name health checks use for the producer service.
 pub const SERVICE_NAME: &str = "kafka_sidecar.v1.ProducerSidecar";

@@ -23,12 +23,26 @@ pub struct ProducerService {
     producer: Arc<SharedProducer>,
     hub: Arc<DeliveryHub>,
     metrics: Arc<Metrics>,
+    instance: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
 
+/// Response metadata naming this sidecar process: a client that sees it change knows the sidecar
+/// restarted and that reports for records the old one accepted will not come.
+pub const INSTANCE_METADATA: &str = "kafka-sidecar-instance";
+
 impl ProducerService {
-    /// A service over the shared producer and delivery hub.
+    /// A service over the shared producer and delivery hub, with a fresh instance id.
     pub fn new(producer: Arc<SharedProducer>, hub: Arc<DeliveryHub>, metrics: Arc<Metrics>) -> Self {
-        Self { producer, hub, metrics }
+        let id = format!("{:016x}", rand::random::<u64>());
+        let instance = tonic::metadata::MetadataValue::try_from(id.as_str())
+            .unwrap_or_else(|_| tonic::metadata::MetadataValue::from_static("unknown"));
+        Self { producer, hub, metrics, instance }
+    }
+
+    fn respond<T>(&self, message: T) -> Response<T> {
+        let mut response = Response::new(message);
+        response.metadata_mut().insert(INSTANCE_METADATA, self.instance.clone());
+        response
     }
 
     fn count_request(&self, api: &'static str, client_id: &str, records: usize) {
@@ -75,14 +89,14 @@ impl ProducerSidecar for ProducerService {
         let record_id = request.record_id;
         let results = self.producer.send(&origin, vec![record_from_proto(request)]).await;
         match results.into_iter().next() {
-            Some(Ok(())) => Ok(Response::new(ack(record_id, &Ok(())))),
+            Some(Ok(())) => Ok(self.respond(ack(record_id, &Ok(())))),
             Some(Err(error)) => Err(status_from_error(&error)),
             None => Err(Status::internal("no result for the record")),
         }
     }
 
     async fn emit_batch(&self, request: Request<pb::ProduceBatch>) -> Result<Response<pb::ProduceBatchAck>, Status> {
-        Ok(Response::new(self.emit_batch_inner("grpc_emit_batch", request.into_inner()).await))
+        Ok(self.respond(self.emit_batch_inner("grpc_emit_batch", request.into_inner()).await))
     }
 
     type EmitStreamStream = BoxStream<pb::ProduceBatchAck>;
@@ -102,7 +116,7 @@ impl ProducerSidecar for ProducerService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(acks)))
+        Ok(self.respond(Box::pin(acks)))
     }
 
     type DeliveryStreamStream = BoxStream<pb::DeliveryReport>;
@@ -115,7 +129,8 @@ impl ProducerSidecar for ProducerService {
         if request.session_id.is_empty() {
             return Err(Status::invalid_argument("session_id is required"));
         }
-        let reports = self.hub.stream(&request.session_id, request.after_seq).map(|report| Ok(report_to_proto(report)));
-        Ok(Response::new(Box::pin(reports)))
+        let reports =
+            self.hub.stream(&request.session_id, request.after_seq).map_err(|error| status_from_error(&error))?;
+        Ok(self.respond(Box::pin(reports.map(|report| Ok(report_to_proto(report))))))
     }
 }

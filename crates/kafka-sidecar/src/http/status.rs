@@ -36,6 +36,7 @@ fn description(code: ErrorCode) -> &'static str {
         ErrorCode::UnsupportedFormat => "Use binary, json or string; schema formats need the schema registry.",
         ErrorCode::DeliveryFailed => "Kafka did not acknowledge the record.",
         ErrorCode::NotDeliveredAtShutdown => "The sidecar stopped before Kafka acknowledged the record.",
+        ErrorCode::UnknownSession => "Resend the records whose reports you did not get, on a new session.",
         ErrorCode::ShuttingDown => "The sidecar is shutting down; retry against its replacement.",
         ErrorCode::KafkaUnavailable => "The Kafka cluster could not be reached; retry later.",
         ErrorCode::NotFound => "No such endpoint.",
