@@ -1,0 +1,182 @@
+"""``kafka_sidecar.Producer``: a fork-safe stand-in for ``confluent_kafka.Producer``.
+
+Example::
+
+    from kafka_sidecar import Producer
+
+    producer = Producer({"bootstrap.servers": "kafka:9092", "client.id": "orders-api",
+                         "sidecar.mode": "auto"})
+    producer.produce("orders", value=b"{}", key=b"42",
+                     on_delivery=lambda err, msg: print(err, msg.offset()))
+    producer.flush(10)
+
+Everything a process owns (records, threads, gRPC channel, fallback producer) sits in a
+per-process core. A forked child notices (``os.register_at_fork`` plus a pid check), abandons the
+parent's core without touching its locks or sockets, and starts an empty one with a new session.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any, Callable, Optional
+
+from . import _config
+from ._core import Core
+from ._errors import KafkaError, KafkaException
+from ._routes import (Routes, forget_all_after_fork, pause_all_for_fork,
+                      resume_all_after_fork)
+from ._transport import SidecarChannel
+
+# Cores and route threads abandoned by fork. Their gRPC channels and librdkafka handles belong to
+# the parent: destroying them in the child could block on locks of threads that do not exist
+# here, so they are kept alive and never touched again.
+_abandoned: list[Any] = []
+_producers: "weakref.WeakSet[Producer]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    forget_all_after_fork()
+    for producer in list(_producers):
+        producer._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=pause_all_for_fork, after_in_parent=resume_all_after_fork,
+                        after_in_child=_after_fork_in_child)
+
+
+class Producer:
+    """Produce to Kafka through the pod's kafka-sidecar, with the confluent-kafka API.
+
+    ``conf`` is the dict you would give ``confluent_kafka.Producer`` plus optional ``sidecar.*``
+    keys (see the README). Raises ``KafkaException`` (``_INVALID_ARG``) for unknown keys or bad
+    values, and ``KafkaException`` (``_TRANSPORT``) when ``sidecar.mode`` is ``sidecar`` and the
+    sidecar does not answer within ``sidecar.connect.timeout.ms``.
+    """
+
+    def __init__(self, conf: Optional[dict[str, Any]] = None, **kwargs: Any) -> None:
+        merged = _config.merge(conf, kwargs)
+        self._settings = _config.parse(merged)
+        if self._settings.mode == "sidecar":
+            _check_reachable(self._settings)
+        self._lock = threading.Lock()
+        self._core = Core(self._settings)
+        self._routes: Optional[Routes] = None
+        _producers.add(self)
+
+    # ---- the confluent_kafka.Producer API ----------------------------------------------------
+
+    def produce(self, topic: str, value: Any = None, key: Any = None, partition: int = -1,
+                on_delivery: Optional[Callable[..., Any]] = None,
+                callback: Optional[Callable[..., Any]] = None, timestamp: int = 0,
+                headers: Any = None) -> None:
+        """Queue a record. ``on_delivery(err, msg)`` (alias ``callback``) runs from a later
+        ``poll()``/``flush()``. Raises ``BufferError`` when the local queue is full.
+
+        >>> producer.produce("orders", b"{}", key="42", headers={"source": "api"})
+        """
+        core = self._current_core()
+        if core.produce(topic, value, key, partition, on_delivery or callback, timestamp, headers):
+            self._start_routes(core)
+
+    def poll(self, timeout: Optional[float] = None) -> int:
+        """Serve delivery callbacks, waiting up to ``timeout`` seconds (None or < 0: forever)
+        for the first. Returns how many ran.
+
+        >>> producer.poll(0)
+        """
+        return self._current_core().serve(timeout, until_empty=False)
+
+    def flush(self, timeout: Optional[float] = None) -> int:
+        """Send everything now and serve callbacks until no record is pending or ``timeout``
+        seconds pass. Returns the number of records and events still pending.
+
+        >>> assert producer.flush(30) == 0
+        """
+        core = self._current_core()
+        core.serve(timeout, until_empty=True)
+        return len(core)
+
+    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
+        """Fail queued (``_PURGE_QUEUE``) and in-flight (``_PURGE_INFLIGHT``) records; their
+        callbacks run from the next ``poll()``/``flush()``. A purged in-flight record may still
+        be written by the sidecar.
+        """
+        core = self._current_core()
+        direct = core.purge(in_queue, in_flight)
+        routes = self._routes
+        if direct and routes is not None and routes.direct is not None:
+            routes.direct.purge(in_queue, in_flight, blocking)
+
+    def __len__(self) -> int:
+        """Records not yet reported plus callbacks not yet served, as in confluent-kafka."""
+        return len(self._current_core())
+
+    def __bool__(self) -> bool:
+        return True
+
+    # ---- additions -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this producer in this process: produced, sent, acked, failed, resent,
+        duplicates_possible, fallback_switches, recoveries, queue_depth, latency_ms
+        percentiles, current route and session.
+
+        >>> producer.stats()["acked"]
+        """
+        return self._current_core().stats_snapshot()
+
+    @property
+    def mode(self) -> str:
+        """The configured mode: ``sidecar``, ``direct`` or ``auto``."""
+        return self._settings.mode
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush, then stop this process's background threads. Returns records left pending."""
+        remaining = self.flush(timeout)
+        with self._lock:
+            routes, self._routes = self._routes, None
+        if routes is not None:
+            routes.stop(timeout)
+        return remaining
+
+    # ---- fork safety -------------------------------------------------------------------------
+
+    def _current_core(self) -> Core:
+        core = self._core
+        if core.pid != os.getpid():  # forked without our at-fork hook (e.g. a C-level fork)
+            self._reset_after_fork()
+            core = self._core
+        return core
+
+    def _start_routes(self, core: Core) -> None:
+        with self._lock:
+            if self._routes is None and self._core is core:
+                self._routes = Routes(core)
+                self._routes.start()
+                # Dropping the producer stops its threads, as dropping a confluent one would.
+                weakref.finalize(self, self._routes.shutdown)
+
+    def _reset_after_fork(self) -> None:
+        if self._core.pid == os.getpid():
+            return
+        _abandoned.append((self._core, self._routes))
+        self._core.stats.on_dropped(len(self._core.pending))
+        self._lock = threading.Lock()
+        self._core = Core(self._settings)
+        self._routes = None
+
+
+def _check_reachable(settings: _config.Settings) -> None:
+    """``sidecar`` mode has no fallback, so a missing sidecar is a construction error."""
+    channel = SidecarChannel(settings.address)
+    try:
+        if not channel.healthy(settings.connect_timeout_s):
+            raise KafkaException(KafkaError(
+                KafkaError._TRANSPORT,
+                f"kafka-sidecar at {settings.address} did not answer SERVING within "
+                f"{settings.connect_timeout_s:g}s (sidecar.connect.timeout.ms)"))
+    finally:
+        channel.close()

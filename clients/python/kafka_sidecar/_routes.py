@@ -1,0 +1,502 @@
+"""Background threads that move records: to the sidecar, to direct Kafka, and back.
+
+* The sender thread owns routing. On the sidecar route it sends one ``EmitBatch`` at a time
+  (linger / batch size honoured), so a ``QUEUE_FULL`` tail is retried before anything newer and
+  per-key order holds. On the direct route it hands records to a confluent-kafka producer and
+  probes the sidecar's health; once healthy it waits for the direct records to finish, then
+  starts a new sidecar session.
+* The delivery thread reads the session's ``DeliveryStream`` and resolves records.
+* The pump thread polls the direct producer so its delivery reports reach our event queue.
+
+Any failure to talk to the sidecar (call error, deadline, stream end, ``SHUTTING_DOWN``) ends
+the session: every record without a delivery report is re-sent on the next route.
+
+Around ``fork()`` every gRPC call of ours is paused (:meth:`Routes.pause_for_fork`): gRPC-core
+skips its fork handlers while any thread is inside a call, and the child then inherits
+inconsistent gRPC state (seen as an abort in the child). The delivery stream is cancelled and,
+after the fork, resumed on the same session from the last sequence number seen.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+import grpc
+
+from ._core import CONNECTING, DIRECT_ROUTE, DRAINING, SIDECAR, WAITING, Core
+from ._errors import (NOT_DELIVERED_AT_SHUTDOWN, QUEUE_FULL, SHUTTING_DOWN, make_error,
+                      sidecar_error)
+from ._proto import producer_pb2
+from ._records import ACCEPTED, DIRECT, DONE, INFLIGHT, QUEUED, Record
+from ._transport import SidecarChannel, error_code_of
+
+_MIN_RETRY_S = 0.01
+_PROBE_TIMEOUT_S = 0.5
+_DIRECT_CHUNK = 1000
+_TERMINAL_CALL_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                        grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE)
+
+
+# Every started Routes of this process, kept strongly: their threads outlive a dropped Producer
+# until shut down, and all of them must be paused around a fork.
+_live: "set[Routes]" = set()
+
+
+def pause_all_for_fork() -> None:
+    """``os.register_at_fork(before=...)``: quiesce every gRPC call of this process."""
+    for routes in list(_live):
+        if routes.core.pid == os.getpid():
+            routes.pause_for_fork()
+
+
+def resume_all_after_fork() -> None:
+    """``os.register_at_fork(after_in_parent=...)``."""
+    for routes in list(_live):
+        routes.resume_after_fork()
+
+
+def forget_all_after_fork() -> None:
+    """``os.register_at_fork(after_in_child=...)``: the parent's routes are not ours."""
+    _live.clear()
+
+
+class Routes:
+    """The background machinery of one :class:`Core`."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.settings = core.settings
+        self.channel: Optional[SidecarChannel] = None
+        self.direct: Any = None
+        self.batch_id = 0
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        names = {"sender": self._run_sender, "pump": self._run_pump}
+        if self.settings.mode != "direct":
+            names["delivery"] = self._run_delivery
+        for name, target in names.items():
+            thread = threading.Thread(target=self._guard(target), daemon=True,
+                                      name=f"kafka-sidecar-{name}")
+            thread.start()
+            self.threads.append(thread)
+        _live.add(self)
+
+    def shutdown(self) -> None:
+        """Stop the threads without waiting or flushing (the Producer was garbage collected)."""
+        _live.discard(self)
+        if self.core.pid != os.getpid():
+            return  # inherited from a parent: its lock may be held by a thread that is gone
+        with self.core.lock:
+            self.core.closed = True
+            if self.core.stream is not None:
+                self.core.stream.cancel()
+            self.core.cond.notify_all()
+
+    def stop(self, timeout: float) -> None:
+        _live.discard(self)
+        with self.core.lock:
+            self.core.closed = True
+            if self.core.stream is not None:
+                self.core.stream.cancel()
+            self.core.cond.notify_all()
+        for thread in self.threads:
+            thread.join(timeout)
+        if self.direct is not None:
+            self.direct.flush(timeout)
+        if self.channel is not None:
+            self.channel.close()
+
+    def pause_for_fork(self, timeout: float = 2.0) -> None:
+        """Before ``fork()``: hold new gRPC calls and wait (bounded) for running ones to end."""
+        core = self.core
+        with core.lock:
+            core.fork_paused = True
+            if core.stream is not None:
+                core.stream_paused = True
+                core.stream.cancel()
+            deadline = time.monotonic() + timeout
+            while core.in_grpc > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.settings.logger.warning(
+                        "kafka-sidecar client: forking with a gRPC call still running")
+                    return
+                core.cond.wait(remaining)
+
+    def resume_after_fork(self) -> None:
+        """After ``fork()``, in the parent: let gRPC calls go on."""
+        with self.core.lock:
+            self.core.fork_paused = False
+            self.core.cond.notify_all()
+
+    @contextmanager
+    def _grpc_call(self) -> Iterator[None]:
+        """Count the calling thread as inside gRPC; wait first while a fork is pending."""
+        core = self.core
+        with core.lock:
+            while core.fork_paused and not core.closed:
+                core.cond.wait(1.0)
+            core.in_grpc += 1
+        try:
+            yield
+        finally:
+            with core.lock:
+                core.in_grpc -= 1
+                core.cond.notify_all()
+
+    def _guard(self, target: Any) -> Any:
+        def run() -> None:
+            try:
+                target()
+            except Exception:  # noqa: BLE001 - a dead thread would silently stall delivery
+                self.settings.logger.exception("kafka-sidecar client thread crashed")
+        return run
+
+    def _channel(self) -> SidecarChannel:
+        if self.channel is None:
+            self.channel = SidecarChannel(self.settings.address)
+        return self.channel
+
+    # ---- sender --------------------------------------------------------------------------
+
+    def _run_sender(self) -> None:
+        steps = {CONNECTING: self._connect, SIDECAR: self._sidecar_step,
+                 DIRECT_ROUTE: self._direct_step, WAITING: self._waiting_step,
+                 DRAINING: self._draining_step}
+        while True:
+            with self.core.lock:
+                if self.core.closed:
+                    return
+                route = self.core.route
+            steps[route]()
+
+    def _connect(self) -> None:
+        with self._grpc_call():
+            healthy = self._channel().healthy(self.settings.connect_timeout_s)
+        core = self.core
+        with core.lock:
+            if healthy:
+                core.start_epoch()
+                return
+            core.epoch += 1
+            core.route = SIDECAR
+            core.lose_sidecar(core.epoch, "not reachable at start-up")
+
+    def _sidecar_step(self) -> None:
+        core = self.core
+        with core.lock:
+            batch = self._wait_for_batch()
+            if not batch:
+                return
+            epoch, session_id = core.epoch, core.session_id
+            core.count_attempt(batch, SIDECAR)
+        self.batch_id += 1
+        request = producer_pb2.ProduceBatch(
+            batch_id=self.batch_id, client_id=self.settings.client_id, session_id=session_id,
+            records=[_to_proto(record) for record in batch])
+        try:
+            with self._grpc_call():
+                ack = self._channel().emit_batch(request, self.settings.request_timeout_s)
+        except grpc.RpcError as error:
+            self._on_call_error(batch, epoch, error)
+            return
+        with core.lock:
+            self._on_ack(batch, epoch, ack)
+
+    def _wait_for_batch(self) -> list[Record]:
+        """Wait (lock held) for a full batch, linger expiry, flush or a backoff's end."""
+        core = self.core
+        while not core.closed and core.route == SIDECAR:
+            now = time.monotonic()
+            core.expire(now)
+            wait: Optional[float] = None
+            if now < core.retry_at:
+                wait = core.retry_at - now
+            elif core.outbox:
+                ready_at = core.outbox[0].created + self.settings.linger_s
+                if (len(core.outbox) >= self.settings.batch_num_messages or core.flushing
+                        or now >= ready_at):
+                    return core.take_batch(core.epoch)
+                wait = ready_at - now
+            core.cond.wait(wait if wait is not None else 1.0)
+        return []
+
+    def _on_ack(self, batch: list[Record], epoch: int, ack: Any) -> None:
+        core = self.core
+        refused: list[Record] = []
+        backoff_ms = ack.retry_after_ms
+        shutting_down = False
+        for index, record in enumerate(batch):
+            if record.state != INFLIGHT or record.epoch != epoch:
+                continue  # purged, or re-queued because the session ended meanwhile
+            if index >= len(ack.acks):
+                refused.append(record)  # no ack: protocol breach, treat as refused
+                record.in_doubt = True
+                continue
+            item = ack.acks[index]
+            if item.received:
+                record.state = ACCEPTED
+            elif item.error_code in (QUEUE_FULL, SHUTTING_DOWN):
+                refused.append(record)
+                backoff_ms = max(backoff_ms, item.retry_after_ms)
+                shutting_down = shutting_down or item.error_code == SHUTTING_DOWN
+            else:
+                core.resolve(record, sidecar_error(item.error_code, item.error_message))
+        if refused:
+            core.requeue_front(refused)
+            core.stats.on_backpressure()
+            core.retry_at = time.monotonic() + max(backoff_ms / 1000, _MIN_RETRY_S)
+        if shutting_down:
+            core.lose_sidecar(epoch, "sidecar is shutting down")
+
+    def _on_call_error(self, batch: list[Record], epoch: int, error: grpc.RpcError) -> None:
+        core = self.core
+        status = error.code()  # type: ignore[attr-defined]
+        sidecar_code = error_code_of(error)
+        with core.lock:
+            live = [record for record in batch
+                    if record.state == INFLIGHT and record.epoch == epoch]
+            if sidecar_code == QUEUE_FULL or (status == grpc.StatusCode.RESOURCE_EXHAUSTED
+                                              and sidecar_code is None):
+                core.requeue_front(live)
+                core.stats.on_backpressure()
+                core.retry_at = time.monotonic() + max(_retry_hint(error), _MIN_RETRY_S)
+            elif status in _TERMINAL_CALL_CODES and sidecar_code not in (None, SHUTTING_DOWN):
+                for record in live:
+                    core.resolve(record, sidecar_error(sidecar_code or "INVALID_ARGUMENT",
+                                                       error.details() or ""))  # type: ignore
+            else:
+                core.lose_sidecar(epoch, f"EmitBatch failed: {status.name} "
+                                         f"{error.details()}")  # type: ignore[attr-defined]
+
+    def _waiting_step(self) -> None:
+        """`sidecar` mode without a sidecar: keep records, probe, expire the too old."""
+        if not self._probe_when_due():
+            return
+        with self.core.lock:
+            if self.core.route == WAITING:
+                self.core.settings.logger.warning("kafka-sidecar at %s is back",
+                                                  self.settings.address)
+                self.core.start_epoch()
+
+    def _probe_when_due(self) -> bool:
+        core = self.core
+        with core.lock:
+            now = time.monotonic()
+            core.expire(now)
+            if now < core.next_probe:
+                core.cond.wait(min(core.next_probe - now, 1.0))
+                return False
+            core.next_probe = now + self.settings.health_interval_s
+        with self._grpc_call():
+            return self._channel().healthy(_PROBE_TIMEOUT_S, wait_for_ready=False)
+
+    # ---- direct ----------------------------------------------------------------------------
+
+    def _direct_step(self) -> None:
+        core = self.core
+        if self.settings.mode == "auto":
+            with core.lock:
+                due = time.monotonic() >= core.next_probe
+            if due and self._probe_when_due():
+                with core.lock:
+                    if core.route == DIRECT_ROUTE:
+                        core.route = DRAINING
+                        core.cond.notify_all()
+                return
+        with core.lock:
+            if not core.outbox:
+                wait = 1.0 if self.settings.mode == "direct" else max(
+                    0.0, core.next_probe - time.monotonic())
+                core.cond.wait(min(wait, 1.0))
+                return
+            records = []
+            while core.outbox and len(records) < _DIRECT_CHUNK:
+                record = core.outbox.popleft()
+                if record.state == QUEUED:
+                    record.state = DIRECT
+                    records.append(record)
+            core.count_attempt(records, DIRECT_ROUTE)
+            core.direct_outstanding += len(records)
+        self._send_direct(records)
+
+    def _send_direct(self, records: list[Record]) -> None:
+        producer = self._direct_producer()
+        for index, record in enumerate(records):
+            while True:
+                try:
+                    producer.produce(record.topic, record.value, record.key,
+                                     partition=record.partition,
+                                     on_delivery=self._direct_callback(record),
+                                     timestamp=record.timestamp_ms, headers=record.headers)
+                    break
+                except BufferError:
+                    with self.core.lock:  # the pump thread frees room by polling
+                        self.core.cond.wait(0.05)
+                except Exception as error:  # noqa: BLE001 - refused by librdkafka: terminal
+                    reason = error.args[0] if error.args else make_error("_FAIL", str(error))
+                    with self.core.lock:
+                        self.core.direct_outstanding -= 1
+                        self.core.resolve(record, reason, route=DIRECT_ROUTE)
+                    break
+
+    def _direct_callback(self, record: Record) -> Any:
+        core = self.core
+
+        def on_delivery(error: Any, message: Any) -> None:
+            with core.lock:
+                core.direct_outstanding -= 1
+                if record.state == DONE or error is not None:
+                    core.resolve(record, error, route=DIRECT_ROUTE)
+                else:
+                    core.resolve(record, None, message.partition(), message.offset(),
+                                 message.timestamp()[1], route=DIRECT_ROUTE)
+        return on_delivery
+
+    def _direct_producer(self) -> Any:
+        if self.direct is None:
+            import confluent_kafka
+
+            conf = {key: value for key, value in self.settings.direct_conf.items()
+                    if key not in ("on_delivery", "error_cb", "stats_cb")}
+            for name in ("error_cb", "stats_cb"):
+                user_callback = self.settings.__dict__[name]
+                if user_callback is not None:
+                    conf[name] = self._forward(user_callback)
+            producer = confluent_kafka.Producer(conf)
+            with self.core.lock:
+                self.direct = producer
+                self.core.cond.notify_all()
+        return self.direct
+
+    def _forward(self, callback: Any) -> Any:
+        """Run a direct producer's error/stats callback from the application's poll()."""
+        def forward(*arguments: Any) -> None:
+            with self.core.lock:
+                self.core.add_event(callback, *arguments)
+        return forward
+
+    def _draining_step(self) -> None:
+        """Sidecar healthy again: let direct records land first so per-key order holds."""
+        core = self.core
+        with core.lock:
+            if core.direct_outstanding > 0:
+                core.cond.wait(0.1)
+                return
+            core.start_epoch()
+            core.stats.on_switch("sidecar")
+            self.settings.logger.warning("kafka-sidecar at %s healthy again: leaving direct Kafka",
+                                         self.settings.address)
+
+    def _run_pump(self) -> None:
+        core = self.core
+        while True:
+            with core.lock:
+                while self.direct is None and not core.closed:
+                    core.cond.wait(1.0)
+                if core.closed:
+                    return
+            self.direct.poll(0.1)
+
+    # ---- delivery reports ------------------------------------------------------------------
+
+    def _run_delivery(self) -> None:
+        core = self.core
+        served_epoch = 0
+        while True:
+            with core.lock:
+                while not core.closed and (core.route != SIDECAR or core.epoch == served_epoch):
+                    core.cond.wait(1.0)
+                if core.closed:
+                    return
+                epoch, session_id, after_seq = core.epoch, core.session_id, core.last_seq
+                served_epoch = epoch
+            with self._grpc_call():
+                reason = self._read_stream(session_id, after_seq, epoch)
+            with core.lock:
+                if core.closed:
+                    return
+                if core.stream_paused:  # cancelled for a fork: resume the same session
+                    core.stream_paused = False
+                    served_epoch = 0
+                    continue
+                if reason is not None:
+                    core.lose_sidecar(epoch, reason)
+
+    def _read_stream(self, session_id: str, after_seq: int, epoch: int) -> Optional[str]:
+        """Read one delivery stream to its end; returns why it ended (None: not to be acted on)."""
+        core = self.core
+        stream = self._channel().delivery_stream(session_id, after_seq)
+        with core.lock:
+            if core.epoch != epoch or core.route != SIDECAR or core.closed or core.fork_paused:
+                stream.cancel()
+                core.stream_paused = core.fork_paused
+                return None
+            core.stream = stream
+        reason = "delivery stream ended"
+        try:
+            for report in stream:
+                with core.lock:
+                    self._on_report(report, epoch)
+        except grpc.RpcError as error:
+            reason = f"delivery stream failed: {error.code().name}"  # type: ignore
+        with core.lock:
+            if core.stream is stream:
+                core.stream = None
+        return reason
+
+    def _on_report(self, report: Any, epoch: int) -> None:
+        core = self.core
+        if epoch == core.epoch:
+            if report.seq <= core.last_seq:
+                return
+            if report.seq != core.last_seq + 1:
+                lost = report.seq - core.last_seq - 1
+                core.reports_lost += lost
+                self.settings.logger.warning("kafka-sidecar: %d delivery reports were lost", lost)
+            core.last_seq = report.seq
+        record = core.pending.get(report.record_id)
+        if record is None:
+            return
+        current = record.epoch == epoch and record.state in (ACCEPTED, INFLIGHT)
+        if not report.error_code:
+            core.resolve(record, None, report.partition, report.offset, report.timestamp_ms)
+        elif report.error_code == NOT_DELIVERED_AT_SHUTDOWN:
+            if current:  # never written: re-send without risk of a duplicate
+                record.state = QUEUED
+                core.outbox.append(record)
+                core.outbox = deque(sorted(core.outbox, key=lambda queued: queued.record_id))
+        elif current:
+            core.resolve(record, sidecar_error(report.error_code, report.error_message))
+
+
+def _retry_hint(error: grpc.RpcError) -> float:
+    try:
+        for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+            if key == "retry-after-ms":
+                return float(value) / 1000
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0
+
+
+def _to_proto(record: Record) -> Any:
+    request = producer_pb2.ProduceRequest(topic=record.topic, record_id=record.record_id)
+    if record.value is not None:
+        request.value = record.value
+    if record.key is not None:
+        request.key = record.key
+    if record.partition >= 0:
+        request.partition = record.partition
+    if record.timestamp_ms > 0:
+        request.timestamp_ms = record.timestamp_ms
+    if record.headers:
+        request.headers.extend(producer_pb2.Header(key=key, value=value or b"")
+                               for key, value in record.headers)
+    return request

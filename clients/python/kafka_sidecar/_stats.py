@@ -1,0 +1,205 @@
+"""Client-side counters: the ``stats()`` snapshot and, when prometheus_client is importable,
+Prometheus metrics. Every metric name lives here; labels are bounded (client id, route).
+
+Counters are mutated only while the producer's lock is held, so they need no lock of their own.
+Prometheus updates also go through ``_fork_lock``, which is held across ``fork()``: otherwise a
+child could inherit a prometheus_client lock taken by one of the parent's threads and hang on
+its first metric update.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+try:  # pragma: no cover - depends on the environment
+    import prometheus_client
+except ImportError:  # pragma: no cover
+    prometheus_client = None
+
+LATENCY_SAMPLES = 10000
+
+# Metric names (Prometheus conventions: _total for counters, _seconds for durations).
+PRODUCED_TOTAL = "kafka_sidecar_client_records_produced_total"
+SENT_TOTAL = "kafka_sidecar_client_records_sent_total"
+DELIVERED_TOTAL = "kafka_sidecar_client_records_delivered_total"
+FAILED_TOTAL = "kafka_sidecar_client_records_failed_total"
+RESENT_TOTAL = "kafka_sidecar_client_records_resent_total"
+DUPLICATES_POSSIBLE_TOTAL = "kafka_sidecar_client_duplicates_possible_total"
+BACKPRESSURE_TOTAL = "kafka_sidecar_client_backpressure_retries_total"
+SWITCHES_TOTAL = "kafka_sidecar_client_route_switches_total"
+QUEUE_DEPTH = "kafka_sidecar_client_queue_depth"
+LATENCY_SECONDS = "kafka_sidecar_client_delivery_latency_seconds"
+
+
+class _Prometheus:
+    """The process-wide Prometheus collectors, created once on first use."""
+
+    def __init__(self) -> None:
+        assert prometheus_client is not None
+        pc = prometheus_client
+        suffixless = {name: name.removesuffix("_total") for name in (
+            PRODUCED_TOTAL, SENT_TOTAL, DELIVERED_TOTAL, FAILED_TOTAL, RESENT_TOTAL,
+            DUPLICATES_POSSIBLE_TOTAL, BACKPRESSURE_TOTAL, SWITCHES_TOTAL)}
+        self.produced = pc.Counter(suffixless[PRODUCED_TOTAL],
+                                   "Records accepted by produce()", ["client_id"])
+        self.sent = pc.Counter(suffixless[SENT_TOTAL],
+                               "Records sent on a route, re-sends included", ["client_id", "route"])
+        self.delivered = pc.Counter(suffixless[DELIVERED_TOTAL],
+                                    "Records reported delivered", ["client_id", "route"])
+        self.failed = pc.Counter(suffixless[FAILED_TOTAL],
+                                 "Records reported failed", ["client_id", "route"])
+        self.resent = pc.Counter(suffixless[RESENT_TOTAL],
+                                 "Records re-sent after the sidecar was lost", ["client_id"])
+        self.duplicates = pc.Counter(suffixless[DUPLICATES_POSSIBLE_TOTAL],
+                                     "Re-sent records whose first copy may have been written",
+                                     ["client_id"])
+        self.backpressure = pc.Counter(suffixless[BACKPRESSURE_TOTAL],
+                                       "Batches retried after QUEUE_FULL", ["client_id"])
+        self.switches = pc.Counter(suffixless[SWITCHES_TOTAL],
+                                   "Switches between the sidecar and direct Kafka",
+                                   ["client_id", "to"])
+        self.queue_depth = pc.Gauge(QUEUE_DEPTH, "Records produced and not yet reported",
+                                    ["client_id"], multiprocess_mode="livesum")
+        self.latency = pc.Histogram(LATENCY_SECONDS, "Seconds from produce() to delivery report",
+                                    ["client_id", "route"],
+                                    buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5,
+                                             1, 2.5, 5, 10, 30))
+
+
+_prometheus: Optional[_Prometheus] = None
+_fork_lock = threading.Lock()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_fork_lock.acquire, after_in_parent=_fork_lock.release,
+                        after_in_child=_fork_lock.release)
+
+
+@contextmanager
+def _exported() -> Iterator[Optional[_Prometheus]]:
+    """The Prometheus collectors (None without prometheus_client), safe against fork."""
+    if _prometheus is None:
+        yield None
+        return
+    with _fork_lock:
+        yield _prometheus
+
+
+def _metrics() -> Optional[_Prometheus]:
+    global _prometheus
+    if prometheus_client is None:
+        return None
+    if _prometheus is None:
+        _prometheus = _Prometheus()
+    return _prometheus
+
+
+class Stats:
+    """Counters of one producer in one process."""
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.produced = 0
+        self.sent = 0
+        self.delivered = 0
+        self.failed = 0
+        self.resent = 0
+        self.duplicates_possible = 0
+        self.duplicates_reported = 0
+        self.backpressure_retries = 0
+        self.switches_to_direct = 0
+        self.switches_to_sidecar = 0
+        self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        _metrics()
+
+    def on_produced(self) -> None:
+        self.produced += 1
+        with _exported() as metrics:
+            if metrics:
+                metrics.produced.labels(self.client_id).inc()
+                metrics.queue_depth.labels(self.client_id).inc()
+
+    def on_sent(self, route: str, count: int) -> None:
+        self.sent += count
+        with _exported() as metrics:
+            if metrics:
+                metrics.sent.labels(self.client_id, route).inc(count)
+
+    def on_resolved(self, route: str, ok: bool, latency_s: float) -> None:
+        if ok:
+            self.delivered += 1
+            self.latencies.append(latency_s)
+        else:
+            self.failed += 1
+        with _exported() as metrics:
+            if metrics:
+                counter = metrics.delivered if ok else metrics.failed
+                counter.labels(self.client_id, route).inc()
+                metrics.queue_depth.labels(self.client_id).dec()
+                if ok:
+                    metrics.latency.labels(self.client_id, route).observe(latency_s)
+
+    def on_resent(self, count: int, maybe_duplicates: int) -> None:
+        self.resent += count
+        self.duplicates_possible += maybe_duplicates
+        with _exported() as metrics:
+            if metrics:
+                metrics.resent.labels(self.client_id).inc(count)
+                metrics.duplicates.labels(self.client_id).inc(maybe_duplicates)
+
+    def on_backpressure(self) -> None:
+        self.backpressure_retries += 1
+        with _exported() as metrics:
+            if metrics:
+                metrics.backpressure.labels(self.client_id).inc()
+
+    def on_switch(self, to: str) -> None:
+        if to == "direct":
+            self.switches_to_direct += 1
+        else:
+            self.switches_to_sidecar += 1
+        with _exported() as metrics:
+            if metrics:
+                metrics.switches.labels(self.client_id, to).inc()
+
+    def on_dropped(self, count: int) -> None:
+        """Records forgotten without a callback (the parent's records in a forked child)."""
+        with _exported() as metrics:
+            if metrics and count:
+                metrics.queue_depth.labels(self.client_id).dec(count)
+
+    def snapshot(self, **extra: Any) -> dict[str, Any]:
+        """A plain dict for ``Producer.stats()``."""
+        ordered = sorted(self.latencies)
+
+        def percentile(fraction: float) -> Optional[float]:
+            if not ordered:
+                return None
+            index = min(len(ordered) - 1, int(fraction * len(ordered)))
+            return round(ordered[index] * 1000, 3)
+
+        snapshot: dict[str, Any] = {
+            "client_id": self.client_id,
+            "produced": self.produced,
+            "sent": self.sent,
+            "acked": self.delivered,
+            "failed": self.failed,
+            "resent": self.resent,
+            "duplicates_possible": self.duplicates_possible,
+            "duplicates_reported": self.duplicates_reported,
+            "backpressure_retries": self.backpressure_retries,
+            "fallback_switches": self.switches_to_direct,
+            "recoveries": self.switches_to_sidecar,
+            "latency_ms": {
+                "p50": percentile(0.50),
+                "p90": percentile(0.90),
+                "p99": percentile(0.99),
+                "max": round(ordered[-1] * 1000, 3) if ordered else None,
+                "samples": len(ordered),
+            },
+        }
+        snapshot.update(extra)
+        return snapshot
