@@ -441,9 +441,10 @@ class Routes:
             core.stream = stream
         reason = "delivery stream ended"
         try:
-            for report in stream:
+            for batch in stream:
                 with core.lock:
-                    self._on_report(report, epoch)
+                    for report in batch.reports:
+                        self._on_report(report, epoch)
         except grpc.RpcError as error:
             reason = f"delivery stream failed: {error.code().name}"  # type: ignore
         with core.lock:

@@ -36,7 +36,8 @@ fn batch(session: &str, records: Vec<pb::ProduceRequest>) -> pb::ProduceBatch {
 async fn reports(client: &mut ProducerSidecarClient<Channel>, session: &str, count: usize) -> Vec<pb::DeliveryReport> {
     let request = pb::DeliveryStreamRequest { session_id: session.to_string(), after_seq: 0 };
     let stream = client.delivery_stream(request).await.expect("stream").into_inner();
-    let collect = stream.take(count).map(|report| report.expect("report")).collect::<Vec<_>>();
+    let reports = stream.flat_map(|batch| futures::stream::iter(batch.expect("report batch").reports));
+    let collect = reports.take(count).collect::<Vec<_>>();
     tokio::time::timeout(Duration::from_secs(60), collect).await.expect("reports in time")
 }
 
@@ -174,7 +175,8 @@ async fn shutdown_reports_every_undelivered_record_as_failed() {
         .unwrap()
         .into_inner();
     let warm = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
-    assert!(warm.error_code.is_empty());
+    assert_eq!(warm.reports.len(), 1);
+    assert!(warm.reports[0].error_code.is_empty());
 
     cluster.broker_down(BROKER).expect("broker down");
     let ack = client.emit_batch(batch(&session, (1..=30).map(|id| record(&topic, id)).collect())).await.unwrap();
@@ -182,9 +184,8 @@ async fn shutdown_reports_every_undelivered_record_as_failed() {
 
     sidecar.begin_shutdown();
     let mut failed = Vec::new();
-    while let Some(report) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("report or end")
-    {
-        failed.push(report.expect("report"));
+    while let Some(batch) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("report or end") {
+        failed.extend(batch.expect("report batch").reports);
     }
     assert_eq!(failed.len(), 30, "every undelivered record reported, then the stream ended");
     assert!(failed.iter().all(|r| r.error_code == "NOT_DELIVERED_AT_SHUTDOWN"), "{failed:?}");

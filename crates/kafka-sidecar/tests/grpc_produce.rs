@@ -35,8 +35,11 @@ async fn collect_reports(
     let mut reports = Vec::new();
     while reports.len() < count {
         let next = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("report in time");
-        reports.push(next.expect("stream open").expect("report"));
+        reports.extend(next.expect("stream open").expect("report batch").reports);
     }
+    // A worker may receive more than it processes before it disconnects; it resumes from the last
+    // one it processed.
+    reports.truncate(count);
     reports
 }
 

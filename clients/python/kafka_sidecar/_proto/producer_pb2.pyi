@@ -84,6 +84,12 @@ class DeliveryStreamRequest(_message.Message):
     after_seq: int
     def __init__(self, session_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
 
+class DeliveryReportBatch(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[DeliveryReport]
+    def __init__(self, reports: _Optional[_Iterable[_Union[DeliveryReport, _Mapping]]] = ...) -> None: ...
+
 class DeliveryReport(_message.Message):
     __slots__ = ("seq", "record_id", "topic", "partition", "offset", "timestamp_ms", "error_code", "error_message", "latency_us")
     SEQ_FIELD_NUMBER: _ClassVar[int]

@@ -82,7 +82,8 @@ impl DeliveryHub {
         }
     }
 
-    /// Reports of `session_id` after `after_seq`, then live ones, until the hub closes.
+    /// Reports of `session_id` after `after_seq`, then live ones, until the hub closes; each item
+    /// is what was available at one look, at most [`READ_CHUNK`] reports.
     ///
     /// Sent reports stay within the ring's resend window, so a worker that reconnects may ask again
     /// from the last report it processed. Reports a request skips past (`after_seq`) are forgotten.
@@ -92,7 +93,7 @@ impl DeliveryHub {
         &self,
         session_id: &str,
         after_seq: u64,
-    ) -> Result<impl Stream<Item = DeliveryReport> + Send + 'static, SidecarError> {
+    ) -> Result<impl Stream<Item = Vec<DeliveryReport>> + Send + 'static, SidecarError> {
         let known = crate::sync::lock(&self.sessions).get(session_id).cloned();
         let resumable = known.as_ref().is_some_and(|ring| after_seq < ring.next_seq());
         if after_seq > 0 && !resumable {
@@ -107,18 +108,14 @@ impl DeliveryHub {
         let ring = known.unwrap_or_else(|| self.session(session_id));
         ring.acknowledge(after_seq);
         let wake = ring.subscribe();
-        let state = StreamState { ring, cursor: after_seq, wake, pending: Vec::new().into_iter() };
+        let state = StreamState { ring, cursor: after_seq, wake };
         Ok(futures::stream::unfold(state, |mut state| async move {
             loop {
-                if let Some(report) = state.pending.next() {
-                    return Some((report, state));
-                }
                 state.wake.borrow_and_update();
                 let (reports, closed) = state.ring.read_after(state.cursor, READ_CHUNK);
                 if let Some(last) = reports.last() {
                     state.cursor = last.seq;
-                    state.pending = reports.into_iter();
-                    continue;
+                    return Some((reports, state));
                 }
                 if closed || state.wake.changed().await.is_err() {
                     return None;
@@ -132,7 +129,6 @@ struct StreamState {
     ring: Arc<SessionRing>,
     cursor: u64,
     wake: tokio::sync::watch::Receiver<u64>,
-    pending: std::vec::IntoIter<DeliveryReport>,
 }
 
 #[cfg(test)]
@@ -152,9 +148,12 @@ mod tests {
         let ring = hub.session("worker-1");
         ring.push(7, "t", Ok(Delivered { partition: 1, offset: 5, timestamp_ms: None }), 10);
         let mut stream = Box::pin(hub.stream("worker-1", 0).expect("stream"));
-        assert_eq!(stream.next().await.map(|r| r.record_id), Some(7));
+        let first: Vec<u64> = stream.next().await.expect("batch").iter().map(|r| r.record_id).collect();
+        assert_eq!(first, vec![7]);
         ring.push(8, "t", Ok(Delivered { partition: 1, offset: 6, timestamp_ms: None }), 10);
-        assert_eq!(stream.next().await.map(|r| (r.seq, r.record_id)), Some((2, 8)));
+        ring.push(9, "t", Ok(Delivered { partition: 1, offset: 7, timestamp_ms: None }), 10);
+        let live: Vec<(u64, u64)> = stream.next().await.expect("batch").iter().map(|r| (r.seq, r.record_id)).collect();
+        assert_eq!(live, vec![(2, 8), (3, 9)], "reports available together come together");
         hub.close_all();
         assert!(stream.next().await.is_none());
     }
@@ -165,7 +164,8 @@ mod tests {
         hub.session("a").push(1, "t", Ok(Delivered { partition: 0, offset: 0, timestamp_ms: None }), 1);
         hub.session("b").push(2, "t", Ok(Delivered { partition: 0, offset: 1, timestamp_ms: None }), 1);
         hub.close_all();
-        let seen: Vec<u64> = hub.stream("b", 0).expect("stream").map(|r| r.record_id).collect().await;
+        let batches: Vec<Vec<DeliveryReport>> = hub.stream("b", 0).expect("stream").collect().await;
+        let seen: Vec<u64> = batches.concat().iter().map(|r| r.record_id).collect();
         assert_eq!(seen, vec![2]);
     }
 

@@ -119,7 +119,7 @@ impl ProducerSidecar for ProducerService {
         Ok(self.respond(Box::pin(acks)))
     }
 
-    type DeliveryStreamStream = BoxStream<pb::DeliveryReport>;
+    type DeliveryStreamStream = BoxStream<pb::DeliveryReportBatch>;
 
     async fn delivery_stream(
         &self,
@@ -131,6 +131,8 @@ impl ProducerSidecar for ProducerService {
         }
         let reports =
             self.hub.stream(&request.session_id, request.after_seq).map_err(|error| status_from_error(&error))?;
-        Ok(self.respond(Box::pin(reports.map(|report| Ok(report_to_proto(report))))))
+        let batches = reports
+            .map(|batch| Ok(pb::DeliveryReportBatch { reports: batch.into_iter().map(report_to_proto).collect() }));
+        Ok(self.respond(Box::pin(batches)))
     }
 }
