@@ -112,8 +112,9 @@ class Core:
                 served += 1
                 function(*arguments)
         finally:
-            if until_empty:
-                with self.lock:
+            with self.lock:
+                self.stats.export()
+                if until_empty:
                     self.flushing -= 1
 
     def _next_event(self, deadline: Optional[float], until_empty: bool,
@@ -292,3 +293,4 @@ class Core:
         self.stats.on_sent(route, len(records))
         if resent:
             self.stats.on_resent(resent, duplicates)
+        self.stats.export()

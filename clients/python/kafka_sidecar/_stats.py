@@ -2,18 +2,17 @@
 Prometheus metrics. Every metric name lives here; labels are bounded (client id, route).
 
 Counters are mutated only while the producer's lock is held, so they need no lock of their own.
-Prometheus updates also go through ``_fork_lock``, which is held across ``fork()``: otherwise a
-child could inherit a prometheus_client lock taken by one of the parent's threads and hang on
-its first metric update.
+They reach Prometheus in batches (``Stats.export``), through ``_fork_lock``, which is held across
+``fork()``: otherwise a child could inherit a prometheus_client lock taken by one of the parent's
+threads and hang on its first metric update.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import deque
-from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from collections import Counter, deque
+from typing import Any, Optional
 
 try:  # pragma: no cover - depends on the environment
     import prometheus_client
@@ -78,16 +77,6 @@ if hasattr(os, "register_at_fork"):
                         after_in_child=_fork_lock.release)
 
 
-@contextmanager
-def _exported() -> Iterator[Optional[_Prometheus]]:
-    """The Prometheus collectors (None without prometheus_client), safe against fork."""
-    if _prometheus is None:
-        yield None
-        return
-    with _fork_lock:
-        yield _prometheus
-
-
 def _metrics() -> Optional[_Prometheus]:
     global _prometheus
     if prometheus_client is None:
@@ -98,7 +87,12 @@ def _metrics() -> Optional[_Prometheus]:
 
 
 class Stats:
-    """Counters of one producer in one process."""
+    """Counters of one producer in one process.
+
+    The hot path (``on_produced``, ``on_resolved``) only bumps plain integers; :meth:`export`
+    pushes what changed since its last call into Prometheus, once per batch or ``poll()``
+    rather than once per record (a labelled prometheus_client update costs microseconds).
+    """
 
     def __init__(self, client_id: str) -> None:
         self.client_id = client_id
@@ -107,69 +101,93 @@ class Stats:
         self.delivered = 0
         self.failed = 0
         self.resent = 0
+        self.dropped = 0
         self.duplicates_possible = 0
         self.duplicates_reported = 0
         self.backpressure_retries = 0
         self.switches_to_direct = 0
         self.switches_to_sidecar = 0
+        self.sent_by_route: Counter[str] = Counter()
+        self.delivered_by_route: Counter[str] = Counter()
+        self.failed_by_route: Counter[str] = Counter()
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._unexported_latencies: list[tuple[str, float]] = []
+        self._exported: dict[tuple[str, ...], int] = {}
+        self._children: dict[tuple[str, ...], Any] = {}
         _metrics()
 
     def on_produced(self) -> None:
         self.produced += 1
-        with _exported() as metrics:
-            if metrics:
-                metrics.produced.labels(self.client_id).inc()
-                metrics.queue_depth.labels(self.client_id).inc()
 
     def on_sent(self, route: str, count: int) -> None:
         self.sent += count
-        with _exported() as metrics:
-            if metrics:
-                metrics.sent.labels(self.client_id, route).inc(count)
+        self.sent_by_route[route] += count
 
     def on_resolved(self, route: str, ok: bool, latency_s: float) -> None:
         if ok:
             self.delivered += 1
+            self.delivered_by_route[route] += 1
             self.latencies.append(latency_s)
+            if _prometheus is not None:
+                self._unexported_latencies.append((route, latency_s))
         else:
             self.failed += 1
-        with _exported() as metrics:
-            if metrics:
-                counter = metrics.delivered if ok else metrics.failed
-                counter.labels(self.client_id, route).inc()
-                metrics.queue_depth.labels(self.client_id).dec()
-                if ok:
-                    metrics.latency.labels(self.client_id, route).observe(latency_s)
+            self.failed_by_route[route] += 1
 
     def on_resent(self, count: int, maybe_duplicates: int) -> None:
         self.resent += count
         self.duplicates_possible += maybe_duplicates
-        with _exported() as metrics:
-            if metrics:
-                metrics.resent.labels(self.client_id).inc(count)
-                metrics.duplicates.labels(self.client_id).inc(maybe_duplicates)
 
     def on_backpressure(self) -> None:
         self.backpressure_retries += 1
-        with _exported() as metrics:
-            if metrics:
-                metrics.backpressure.labels(self.client_id).inc()
 
     def on_switch(self, to: str) -> None:
         if to == "direct":
             self.switches_to_direct += 1
         else:
             self.switches_to_sidecar += 1
-        with _exported() as metrics:
-            if metrics:
-                metrics.switches.labels(self.client_id, to).inc()
 
     def on_dropped(self, count: int) -> None:
         """Records forgotten without a callback (the parent's records in a forked child)."""
-        with _exported() as metrics:
-            if metrics and count:
-                metrics.queue_depth.labels(self.client_id).dec(count)
+        self.dropped += count
+
+    def export(self) -> None:
+        """Push the changes since the last call into Prometheus (a no-op without it)."""
+        metrics = _prometheus
+        if metrics is None:
+            return
+        client = self.client_id
+        counters: list[tuple[Any, tuple[str, ...], int]] = [
+            (metrics.produced, (client,), self.produced),
+            (metrics.resent, (client,), self.resent),
+            (metrics.duplicates, (client,), self.duplicates_possible),
+            (metrics.backpressure, (client,), self.backpressure_retries),
+            (metrics.switches, (client, "direct"), self.switches_to_direct),
+            (metrics.switches, (client, "sidecar"), self.switches_to_sidecar),
+        ]
+        for family, by_route in ((metrics.sent, self.sent_by_route),
+                                 (metrics.delivered, self.delivered_by_route),
+                                 (metrics.failed, self.failed_by_route)):
+            counters.extend((family, (client, route), value) for route, value in by_route.items())
+        latencies, self._unexported_latencies = self._unexported_latencies, []
+        with _fork_lock:
+            for family, labels, value in counters:
+                key = (family._name, *labels)
+                delta = value - self._exported.get(key, 0)
+                if delta:
+                    self._child(family, labels).inc(delta)
+                    self._exported[key] = value
+            depth = self.produced - self.delivered - self.failed - self.dropped
+            self._child(metrics.queue_depth, (client,)).set(depth)
+            for route, latency_s in latencies:
+                self._child(metrics.latency, (client, route)).observe(latency_s)
+
+    def _child(self, family: Any, labels: tuple[str, ...]) -> Any:
+        key = (family._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*labels)
+        return child
 
     def snapshot(self, **extra: Any) -> dict[str, Any]:
         """A plain dict for ``Producer.stats()``."""
