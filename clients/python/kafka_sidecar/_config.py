@@ -31,6 +31,8 @@ SIDECAR_KEYS: dict[str, Any] = {
     "sidecar.connect.timeout.ms": 5000,
     "sidecar.request.timeout.ms": 10000,
     "sidecar.health.interval.ms": 1000,
+    # Batching window toward the sidecar; see client_linger_s. None: derived from linger.ms.
+    "sidecar.linger.ms": None,
 }
 
 # librdkafka keys this client interprets itself, with librdkafka's defaults. Aliases map to the
@@ -141,7 +143,7 @@ def parse(
         request_timeout_s=_sidecar_ms(conf, "sidecar.request.timeout.ms") / 1000,
         health_interval_s=_sidecar_ms(conf, "sidecar.health.interval.ms") / 1000,
         client_id=str(direct_conf.get("client.id", "rdkafka")),
-        linger_s=values["queue.buffering.max.ms"] / 1000,
+        linger_s=_client_linger_s(conf, direct_conf, values),
         batch_num_messages=max(1, int(values["batch.num.messages"])),
         batch_max_bytes=max(1, int(values["batch.size"])),
         queue_max_messages=max(1, int(values["queue.buffering.max.messages"])),
@@ -160,6 +162,22 @@ def parse(
 def new_session_id(client_id: str) -> str:
     """A session id unique to this producer in this process: client, host, pid, random."""
     return f"{client_id}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _client_linger_s(conf: Mapping[str, Any], direct_conf: Mapping[str, Any],
+                     values: Mapping[str, float]) -> float:
+    """How long the client holds records before sending them to the sidecar.
+
+    The sidecar lingers too (across all workers), so a client linger adds to every record's
+    latency. Unless ``sidecar.linger.ms`` or the app's own ``linger.ms`` says otherwise, the
+    client batches naturally: a batch leaves as soon as the previous one is answered, so records
+    coalesce exactly while the link is busy and wait for nothing when it is idle.
+    """
+    if conf.get("sidecar.linger.ms") is not None:
+        return _sidecar_ms(conf, "sidecar.linger.ms") / 1000
+    if any(key in direct_conf for key in ("linger.ms", "queue.buffering.max.ms")):
+        return values["queue.buffering.max.ms"] / 1000
+    return 0.0
 
 
 def _sidecar_ms(conf: Mapping[str, Any], key: str) -> float:

@@ -145,3 +145,21 @@ def test_compat_picks_the_implementation(monkeypatch: pytest.MonkeyPatch) -> Non
     assert isinstance(sidecar, kafka_sidecar.Producer) and sidecar.mode == "auto"
     with pytest.raises(KafkaException):
         compat.Producer({"no.such.property": 1})
+
+
+@pytest.mark.parametrize("conf, expected_s", [
+    ({}, 0.0),  # natural batching: the sidecar lingers across workers anyway
+    ({"linger.ms": 20}, 0.02),  # the app's own setting is honoured
+    ({"queue.buffering.max.ms": 7}, 0.007),
+    ({"linger.ms": 20, "sidecar.linger.ms": 1}, 0.001),
+])
+def test_client_linger_defaults_to_natural_batching(conf: dict[str, Any], expected_s: float) -> None:
+    from kafka_sidecar._config import parse
+    settings = parse({**STUCK, **conf}, {}, "auto")
+    assert settings.linger_s == pytest.approx(expected_s)
+
+
+def test_bad_sidecar_linger_is_rejected_like_librdkafka_would() -> None:
+    with pytest.raises(KafkaException) as raised:
+        Producer({**STUCK, "sidecar.linger.ms": "soon"})
+    assert raised.value.args[0].code() == KafkaError._INVALID_ARG
