@@ -33,7 +33,7 @@ from ._errors import (NOT_DELIVERED_AT_SHUTDOWN, QUEUE_FULL, SHUTTING_DOWN, make
                       sidecar_error)
 from ._proto import producer_pb2
 from ._records import ACCEPTED, DIRECT, DONE, INFLIGHT, QUEUED, Record
-from ._transport import SidecarChannel, error_code_of
+from ._transport import SidecarChannel, error_code_of, record_to_proto, retry_hint_s
 
 _MIN_RETRY_S = 0.01
 _PROBE_TIMEOUT_S = 0.5
@@ -199,7 +199,7 @@ class Routes:
         self.batch_id += 1
         request = producer_pb2.ProduceBatch(
             batch_id=self.batch_id, client_id=self.settings.client_id, session_id=session_id,
-            records=[_to_proto(record) for record in batch])
+            records=[record_to_proto(record) for record in batch])
         try:
             with self._grpc_call():
                 ack = self._channel().emit_batch(request, self.settings.request_timeout_s)
@@ -266,7 +266,7 @@ class Routes:
                                               and sidecar_code is None):
                 core.requeue_front(live)
                 core.stats.on_backpressure()
-                core.retry_at = time.monotonic() + max(_retry_hint(error), _MIN_RETRY_S)
+                core.retry_at = time.monotonic() + max(retry_hint_s(error), _MIN_RETRY_S)
             elif status in _TERMINAL_CALL_CODES and sidecar_code not in (None, SHUTTING_DOWN):
                 for record in live:
                     core.resolve(record, sidecar_error(sidecar_code or "INVALID_ARGUMENT",
@@ -475,29 +475,3 @@ class Routes:
                 core.outbox = deque(sorted(core.outbox, key=lambda queued: queued.record_id))
         elif current:
             core.resolve(record, sidecar_error(report.error_code, report.error_message))
-
-
-def _retry_hint(error: grpc.RpcError) -> float:
-    try:
-        for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-            if key == "retry-after-ms":
-                return float(value) / 1000
-    except (TypeError, ValueError):
-        return 0.0
-    return 0.0
-
-
-def _to_proto(record: Record) -> Any:
-    request = producer_pb2.ProduceRequest(topic=record.topic, record_id=record.record_id)
-    if record.value is not None:
-        request.value = record.value
-    if record.key is not None:
-        request.key = record.key
-    if record.partition >= 0:
-        request.partition = record.partition
-    if record.timestamp_ms > 0:
-        request.timestamp_ms = record.timestamp_ms
-    if record.headers:
-        request.headers.extend(producer_pb2.Header(key=key, value=value or b"")
-                               for key, value in record.headers)
-    return request

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import grpc
 
 from ._proto import producer_pb2, producer_pb2_grpc
+from ._records import Record
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 SERVICE_NAME = "kafka_sidecar.v1.ProducerSidecar"
@@ -126,3 +127,31 @@ def error_code_of(error: grpc.RpcError) -> Optional[str]:
     except Exception:  # noqa: BLE001 - metadata is best effort
         return None
     return None
+
+
+def retry_hint_s(error: grpc.RpcError) -> float:
+    """The sidecar's retry hint in seconds from a failed call's trailing metadata; 0 when none."""
+    try:
+        for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+            if key == RETRY_AFTER_METADATA:
+                return float(value) / 1000
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0
+
+
+def record_to_proto(record: Record) -> Any:
+    """A queued record as the ``ProduceRequest`` the sidecar expects."""
+    request = producer_pb2.ProduceRequest(topic=record.topic, record_id=record.record_id)
+    if record.value is not None:
+        request.value = record.value
+    if record.key is not None:
+        request.key = record.key
+    if record.partition >= 0:
+        request.partition = record.partition
+    if record.timestamp_ms > 0:
+        request.timestamp_ms = record.timestamp_ms
+    if record.headers:
+        request.headers.extend(producer_pb2.Header(key=key, value=value or b"")
+                               for key, value in record.headers)
+    return request
