@@ -168,15 +168,15 @@ def _client_linger_s(conf: Mapping[str, Any], direct_conf: Mapping[str, Any],
                      values: Mapping[str, float]) -> float:
     """How long the client holds records before sending them to the sidecar.
 
-    The sidecar lingers too (across all workers), so a client linger adds to every record's
-    latency. Unless ``sidecar.linger.ms`` or the app's own ``linger.ms`` says otherwise, the
+    The sidecar lingers ``linger.ms`` too (across all workers, where batching pays), so a client
+    linger would add to every record's latency. Unless ``sidecar.linger.ms`` says otherwise the
     client batches naturally: a batch leaves as soon as the previous one is answered, so records
-    coalesce exactly while the link is busy and wait for nothing when it is idle.
+    coalesce exactly while the link is busy and never wait longer than the app's ``linger.ms``.
+    The app's ``linger.ms`` still applies to the direct (fallback) producer.
     """
+    del direct_conf, values  # linger.ms is the sidecar's and the fallback producer's business
     if conf.get("sidecar.linger.ms") is not None:
         return _sidecar_ms(conf, "sidecar.linger.ms") / 1000
-    if any(key in direct_conf for key in ("linger.ms", "queue.buffering.max.ms")):
-        return values["queue.buffering.max.ms"] / 1000
     return 0.0
 
 
