@@ -114,7 +114,8 @@ pub struct ProducerConfig {
     pub compression: Compression,
     /// librdkafka `batch.size`: the most bytes in one partition batch.
     pub batch_max_bytes: u32,
-    /// Admission budget: bytes accepted but not yet acknowledged by Kafka.
+    /// Admission budget: memory held for records accepted but not yet acknowledged by Kafka
+    /// (their bytes plus a fixed per-record overhead).
     pub max_buffered_bytes: u64,
     /// The largest single record (key + value + headers).
     pub max_record_bytes: u32,
@@ -158,8 +159,8 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            ring_capacity: 65_536,
-            max_buffered_reports: 262_144,
+            ring_capacity: 32_768,
+            max_buffered_reports: 131_072,
             max_sessions: 1_024,
             session_idle_timeout_ms: 300_000,
         }

@@ -30,10 +30,14 @@ impl Config {
         if !(1024..=1 << 30).contains(&producer.max_buffered_bytes) {
             return Err(invalid("producer.max_buffered_bytes", "must be between 1 KiB and 1 GiB"));
         }
-        if producer.max_record_bytes == 0 || u64::from(producer.max_record_bytes) > producer.max_buffered_bytes {
+        let largest_admitted = u64::from(producer.max_record_bytes) + crate::kafka::RECORD_OVERHEAD_BYTES;
+        if producer.max_record_bytes == 0 || largest_admitted > producer.max_buffered_bytes {
             return Err(invalid(
                 "producer.max_record_bytes",
-                "must be positive and at most producer.max_buffered_bytes",
+                format!(
+                    "must be positive and, with {} bytes of per-record overhead, fit in producer.max_buffered_bytes",
+                    crate::kafka::RECORD_OVERHEAD_BYTES
+                ),
             ));
         }
         if producer.delivery_timeout_ms < 1_000 {
@@ -99,6 +103,16 @@ mod tests {
         config.producer.max_buffered_bytes = 4096;
         config.producer.max_record_bytes = 8192;
         assert!(config.validate().expect_err("too big").to_string().contains("producer.max_record_bytes"));
+    }
+
+    #[test]
+    fn largest_record_must_fit_with_its_overhead() {
+        let mut config = Config::default();
+        config.producer.max_buffered_bytes = 4096;
+        config.producer.max_record_bytes = 4000;
+        assert!(config.validate().is_err(), "4000 + overhead never fits in 4096");
+        config.producer.max_record_bytes = 3000;
+        assert!(config.validate().is_ok());
     }
 
     #[test]

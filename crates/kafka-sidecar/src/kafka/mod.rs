@@ -10,4 +10,4 @@ mod topics;
 
 pub use admission::{ByteBudget, Permit};
 pub use dev_broker::DevBroker;
-pub use producer::{DrainReport, SharedProducer};
+pub use producer::{DrainReport, RECORD_OVERHEAD_BYTES, SharedProducer};
