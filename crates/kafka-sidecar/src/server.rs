@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 /// (each check is a full metadata request).
 const READINESS_INTERVAL: Duration = Duration::from_secs(1);
 const READY_RECHECK: Duration = Duration::from_secs(5);
-const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The sockets the sidecar serves on, bound before [`run`] so callers (and tests on port 0) know
 /// the addresses.
@@ -258,8 +258,9 @@ async fn track_readiness(
 
 async fn sweep_sessions(hub: Arc<DeliveryHub>, metrics: Arc<Metrics>, stopped: watch::Receiver<bool>) {
     while !*stopped.borrow() {
-        hub.evict_idle();
+        hub.maintain();
         metrics.delivery_sessions.set(i64::try_from(hub.session_count()).unwrap_or(i64::MAX));
+        metrics.delivery_reports_pending.set(i64::try_from(hub.pending_reports()).unwrap_or(i64::MAX));
         tokio::time::sleep(SESSION_SWEEP_INTERVAL).await;
     }
 }

@@ -232,3 +232,41 @@ async fn a_restarted_sidecar_is_detectable_and_refuses_to_resume_old_sessions() 
     assert_ne!(first_instance, second_instance);
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_never_lost_a_session_that_does_not_read_is_refused_instead() {
+    let topic = unique("grpc-flow");
+    create_topic(broker(), &topic, 2).await;
+    let mut config = test_config(broker());
+    config.delivery.ring_capacity = 100;
+    config.delivery.max_buffered_reports = 300;
+    let sidecar = TestSidecar::start(config).await;
+    let mut client = ProducerSidecarClient::connect(sidecar.grpc_url()).await.expect("connect");
+
+    // Many sessions come and go (far more than the global bound): each gets every report.
+    for round in 0..12u64 {
+        let session = unique("churn");
+        let records = (0..100).map(|i| record(&topic, "k", round * 1000 + i)).collect();
+        let batch = pb::ProduceBatch { session_id: session.clone(), records, ..Default::default() };
+        assert_eq!(client.emit_batch(batch).await.expect("emit").into_inner().accepted, 100, "round {round}");
+        let reports = collect_reports(&mut client, &session, 0, 100).await;
+        assert_eq!(reports.last().map(|r| r.seq), Some(100), "no gaps in round {round}");
+    }
+
+    // A session that never reads is refused once its share is reserved or unread...
+    let silent = unique("silent");
+    let batch = pb::ProduceBatch {
+        session_id: silent.clone(),
+        records: (0..150).map(|i| record(&topic, "k", i)).collect(),
+        ..Default::default()
+    };
+    let ack = client.emit_batch(batch).await.expect("emit").into_inner();
+    assert_eq!((ack.accepted, ack.rejected), (100, 50));
+    assert!(ack.acks[100..].iter().all(|a| a.error_code == "QUEUE_FULL" && a.retry_after_ms > 0));
+    // ...and can go on once it has read them.
+    let reports = collect_reports(&mut client, &silent, 0, 100).await;
+    assert!(reports.iter().all(|r| r.error_code.is_empty()));
+    let retry = pb::ProduceBatch { session_id: silent, records: vec![record(&topic, "k", 200)], ..Default::default() };
+    assert_eq!(client.emit_batch(retry).await.expect("emit").into_inner().accepted, 1);
+    sidecar.stop().await;
+}

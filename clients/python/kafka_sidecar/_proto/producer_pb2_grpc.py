@@ -91,10 +91,11 @@ class ProducerSidecarServicer:
     def DeliveryStream(self, request, context):
         """Delivery reports for one session, oldest first, several per message (a
         streamed message costs a Python client ~90 us, a report in a batch ~1 us).
-        Reports are kept in a bounded ring per session; a reconnecting worker
-        passes the last seq it processed and resumes after it. A gap in seq means
-        reports fell off the ring. Resuming a session this sidecar process does
-        not have fails with FAILED_PRECONDITION (UNKNOWN_SESSION): it restarted.
+        Each accepted record reserves its report's place, so no report is ever
+        dropped: a session whose reports go unread is refused new records with
+        QUEUE_FULL instead. A reconnecting worker passes the last seq it processed
+        and resumes after it. Resuming a session this sidecar process does not
+        have fails with FAILED_PRECONDITION (UNKNOWN_SESSION): it restarted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

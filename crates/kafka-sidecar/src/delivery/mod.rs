@@ -1,13 +1,14 @@
 //! Delivery reports routed back to the producer instance (session) that sent each record.
 //!
-//! The librdkafka delivery callback pushes into a session's [`SessionRing`]; `DeliveryStream` calls
-//! read from it. Memory is bounded three ways: reports per ring, reports across rings, and sessions
-//! (the least recently active idle session is evicted first).
+//! Admission reserves a slot in the session's [`SessionRing`] for each record; the librdkafka
+//! delivery callback fills it; `DeliveryStream` calls read from it. Memory is bounded three ways:
+//! reports reserved or unread per session and across sessions (a session over its share is
+//! refused new records rather than losing reports), and sessions (idle ones are evicted).
 
 mod ring;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,22 +17,25 @@ use futures::Stream;
 use crate::config::DeliveryConfig;
 use crate::error::{ErrorCode, SidecarError};
 use crate::record::DeliveryReport;
-pub use ring::{Pushed, SessionRing};
+pub use ring::{ReportSlot, SessionRing};
 
 /// Reports read from a ring per wake-up.
 const READ_CHUNK: usize = 512;
+/// A session with no stream keeps its sent reports (for a resume) this long.
+const RESEND_GRACE: Duration = Duration::from_secs(10);
 
 /// All sessions' rings.
 pub struct DeliveryHub {
     sessions: Mutex<HashMap<String, Arc<SessionRing>>>,
-    buffered: Arc<AtomicUsize>,
+    /// Reports reserved or unread across sessions.
+    pending: Arc<AtomicUsize>,
     config: DeliveryConfig,
 }
 
 impl DeliveryHub {
     /// An empty hub.
     pub fn new(config: DeliveryConfig) -> Arc<Self> {
-        Arc::new(Self { sessions: Mutex::new(HashMap::new()), buffered: Arc::new(AtomicUsize::new(0)), config })
+        Arc::new(Self { sessions: Mutex::new(HashMap::new()), pending: Arc::new(AtomicUsize::new(0)), config })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<SessionRing>>> {
@@ -42,13 +46,15 @@ impl DeliveryHub {
     pub fn session(&self, session_id: &str) -> Arc<SessionRing> {
         let mut sessions = self.lock();
         if let Some(ring) = sessions.get(session_id) {
+            ring.touch();
             return Arc::clone(ring);
         }
         if sessions.len() >= self.config.max_sessions {
+            // Prefer a session with nothing in flight and nothing unread: forgetting it loses nothing.
             let idle = sessions
                 .iter()
                 .filter(|(_, ring)| !ring.has_subscribers())
-                .min_by_key(|(_, ring)| ring.last_active())
+                .max_by_key(|(_, ring)| (!ring.has_pending(), ring.idle_for()))
                 .map(|(id, _)| id.clone());
             if let Some(id) = idle {
                 tracing::warn!(session = %id, "evicting the least recently active delivery session");
@@ -57,7 +63,7 @@ impl DeliveryHub {
         }
         let ring = Arc::new(SessionRing::new(
             self.config.ring_capacity,
-            Arc::clone(&self.buffered),
+            Arc::clone(&self.pending),
             self.config.max_buffered_reports,
         ));
         sessions.insert(session_id.to_string(), Arc::clone(&ring));
@@ -69,10 +75,25 @@ impl DeliveryHub {
         self.lock().len()
     }
 
-    /// Forgets sessions with no stream and no activity for the idle timeout.
-    pub fn evict_idle(&self) {
+    /// Reports reserved or unread across all sessions.
+    pub fn pending_reports(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Housekeeping: forgets sessions with no stream and no activity for the idle timeout, and the
+    /// sent reports of sessions whose stream has been gone for a while.
+    pub fn maintain(&self) {
         let timeout = Duration::from_millis(self.config.session_idle_timeout_ms);
-        self.lock().retain(|_, ring| ring.has_subscribers() || ring.last_active().elapsed() < timeout);
+        self.lock().retain(|_, ring| {
+            if ring.has_subscribers() {
+                return true;
+            }
+            let idle = ring.idle_for();
+            if idle >= RESEND_GRACE {
+                ring.release_sent();
+            }
+            idle < timeout
+        });
     }
 
     /// Closes every ring: streams end after sending what is kept.
@@ -138,6 +159,11 @@ mod tests {
     use super::*;
     use crate::record::Delivered;
 
+    fn deliver(ring: &Arc<SessionRing>, record_id: u64, offset: i64) {
+        let slot = ring.try_reserve().expect("slot");
+        slot.fill(record_id, "t", Ok(Delivered { partition: 0, offset, timestamp_ms: None }), 1);
+    }
+
     fn hub(max_sessions: usize) -> Arc<DeliveryHub> {
         DeliveryHub::new(DeliveryConfig { max_sessions, ..DeliveryConfig::default() })
     }
@@ -146,12 +172,12 @@ mod tests {
     async fn stream_sends_kept_then_live_reports_and_ends_on_close() {
         let hub = hub(8);
         let ring = hub.session("worker-1");
-        ring.push(7, "t", Ok(Delivered { partition: 1, offset: 5, timestamp_ms: None }), 10);
+        deliver(&ring, 7, 5);
         let mut stream = Box::pin(hub.stream("worker-1", 0).expect("stream"));
         let first: Vec<u64> = stream.next().await.expect("batch").iter().map(|r| r.record_id).collect();
         assert_eq!(first, vec![7]);
-        ring.push(8, "t", Ok(Delivered { partition: 1, offset: 6, timestamp_ms: None }), 10);
-        ring.push(9, "t", Ok(Delivered { partition: 1, offset: 7, timestamp_ms: None }), 10);
+        deliver(&ring, 8, 6);
+        deliver(&ring, 9, 7);
         let live: Vec<(u64, u64)> = stream.next().await.expect("batch").iter().map(|r| (r.seq, r.record_id)).collect();
         assert_eq!(live, vec![(2, 8), (3, 9)], "reports available together come together");
         hub.close_all();
@@ -161,8 +187,8 @@ mod tests {
     #[tokio::test]
     async fn reports_go_only_to_their_session() {
         let hub = hub(8);
-        hub.session("a").push(1, "t", Ok(Delivered { partition: 0, offset: 0, timestamp_ms: None }), 1);
-        hub.session("b").push(2, "t", Ok(Delivered { partition: 0, offset: 1, timestamp_ms: None }), 1);
+        deliver(&hub.session("a"), 1, 0);
+        deliver(&hub.session("b"), 2, 1);
         hub.close_all();
         let batches: Vec<Vec<DeliveryReport>> = hub.stream("b", 0).expect("stream").collect().await;
         let seen: Vec<u64> = batches.concat().iter().map(|r| r.record_id).collect();
@@ -174,7 +200,7 @@ mod tests {
         let hub = hub(8);
         let unknown = hub.stream("restarted", 5).err().map(|error| error.code);
         assert_eq!(unknown, Some(ErrorCode::UnknownSession));
-        hub.session("s").push(1, "t", Ok(Delivered { partition: 0, offset: 0, timestamp_ms: None }), 1);
+        deliver(&hub.session("s"), 1, 0);
         assert!(hub.stream("s", 1).is_ok(), "resuming after the last report is fine");
         assert!(hub.stream("s", 9).is_err(), "a seq from an earlier instance");
     }

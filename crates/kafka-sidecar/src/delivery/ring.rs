@@ -1,27 +1,35 @@
-//! One session's delivery reports: a bounded ring with per-session sequence numbers and a watch
-//! channel that wakes the session's streams.
+//! One session's delivery reports: per-session sequence numbers, a watch channel that wakes the
+//! session's streams, and flow control that makes losing a report impossible.
 //!
-//! Reports already sent on a stream are kept only within a resend window (a worker that reconnects
-//! resumes from the last report it *processed*, which may be behind what was sent), so memory goes
-//! to reports nobody has seen yet. A report is counted as lost only if it was never sent.
+//! A record sent with a session id reserves its report's slot when it is admitted
+//! ([`SessionRing::try_reserve`]); the delivery callback fills the slot. Slots are bounded per
+//! session (`capacity`) and across sessions (`max_pending`), counting reports reserved or not
+//! yet sent; a session whose reader falls behind is refused new records (`QUEUE_FULL`) instead of
+//! having its reports dropped. Reports already sent are kept within a resend window, for a worker
+//! that reconnects and resumes from the last report it *processed*, and released once the session
+//! has had no stream for a while.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::record::{DeliveryOutcome, DeliveryReport};
 
-/// Sent reports kept for a reconnecting worker to resume from; beyond this they are forgotten.
-pub const RESEND_WINDOW: u64 = 8_192;
+/// Sent reports kept for a reconnecting worker to resume from; older ones are forgotten.
+pub const RESEND_WINDOW: u64 = 2_048;
 
 struct RingState {
     next_seq: u64,
-    /// The highest seq handed to a stream.
+    /// The highest seq handed to a stream (or acknowledged by the client).
     sent_through: u64,
     reports: VecDeque<DeliveryReport>,
+    /// Slots reserved by admitted records whose report has not come yet.
+    reserved: usize,
+    /// Kept reports not yet sent on any stream.
+    unsent: usize,
     closed: bool,
     last_active: Instant,
 }
@@ -31,55 +39,71 @@ pub struct SessionRing {
     state: Mutex<RingState>,
     wake: watch::Sender<u64>,
     capacity: usize,
-    /// Reports kept across all sessions, shared with the hub.
-    buffered: Arc<AtomicUsize>,
-    max_buffered: usize,
+    /// Reserved and unsent reports across all sessions, shared with the hub.
+    pending: Arc<AtomicUsize>,
+    max_pending: usize,
 }
 
-/// What a push did besides storing the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
-    /// Stored, nothing lost.
-    Kept,
-    /// Stored, and the oldest report, never sent, fell off.
-    DroppedOldest,
+/// A reserved place for one record's report; released unused if the record never reaches Kafka.
+pub struct ReportSlot {
+    ring: Arc<SessionRing>,
+    filled: bool,
+}
+
+impl ReportSlot {
+    /// Stores the report in the reserved slot and wakes the session's streams.
+    pub fn fill(mut self, record_id: u64, topic: &str, outcome: DeliveryOutcome, latency_us: u64) {
+        self.filled = true;
+        let ring = &self.ring;
+        let mut state = ring.lock();
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.reserved -= 1;
+        state.unsent += 1;
+        state.reports.push_back(DeliveryReport { seq, record_id, topic: topic.to_string(), outcome, latency_us });
+        drop(state);
+        ring.wake.send_replace(seq);
+    }
+}
+
+impl Drop for ReportSlot {
+    fn drop(&mut self) {
+        if !self.filled {
+            self.ring.lock().reserved -= 1;
+            self.ring.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl SessionRing {
-    pub(super) fn new(capacity: usize, buffered: Arc<AtomicUsize>, max_buffered: usize) -> Self {
+    pub(super) fn new(capacity: usize, pending: Arc<AtomicUsize>, max_pending: usize) -> Self {
         let state = RingState {
             next_seq: 1,
             sent_through: 0,
             reports: VecDeque::new(),
+            reserved: 0,
+            unsent: 0,
             closed: false,
             last_active: Instant::now(),
         };
-        Self { state: Mutex::new(state), wake: watch::channel(0).0, capacity, buffered, max_buffered }
+        Self { state: Mutex::new(state), wake: watch::channel(0).0, capacity, pending, max_pending }
     }
 
     fn lock(&self) -> MutexGuard<'_, RingState> {
         crate::sync::lock(&self.state)
     }
 
-    /// Stores a report, dropping the oldest when this ring or the global budget is full.
-    pub fn push(&self, record_id: u64, topic: &str, outcome: DeliveryOutcome, latency_us: u64) -> Pushed {
+    /// Reserves the slot for one record's report, or `None` while this session (or all sessions
+    /// together) have as many reports reserved or unread as they may hold.
+    pub fn try_reserve(self: &Arc<Self>) -> Option<ReportSlot> {
         let mut state = self.lock();
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        state.last_active = Instant::now();
-        let full = state.reports.len() >= self.capacity || self.buffered.load(Ordering::Relaxed) >= self.max_buffered;
-        let pushed = match full.then(|| state.reports.pop_front()).flatten() {
-            Some(oldest) if oldest.seq > state.sent_through => Pushed::DroppedOldest,
-            Some(_) => Pushed::Kept,
-            None => {
-                self.buffered.fetch_add(1, Ordering::Relaxed);
-                Pushed::Kept
-            }
-        };
-        state.reports.push_back(DeliveryReport { seq, record_id, topic: topic.to_string(), outcome, latency_us });
-        drop(state);
-        self.wake.send_replace(seq);
-        pushed
+        if state.reserved + state.unsent >= self.capacity {
+            return None;
+        }
+        let max = self.max_pending;
+        self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+        state.reserved += 1;
+        Some(ReportSlot { ring: Arc::clone(self), filled: false })
     }
 
     /// Up to `max` reports with `seq > after`, marked sent, and whether the ring is closed.
@@ -89,9 +113,9 @@ impl SessionRing {
         let start = state.reports.partition_point(|report| report.seq <= after);
         let reports: Vec<DeliveryReport> = state.reports.iter().skip(start).take(max).cloned().collect();
         if let Some(last) = reports.last() {
-            state.sent_through = state.sent_through.max(last.seq);
+            self.mark_sent_through(&mut state, last.seq);
             let forget_through = state.sent_through.saturating_sub(RESEND_WINDOW);
-            self.forget_through(&mut state, forget_through);
+            forget_through_seq(&mut state, forget_through);
         }
         (reports, state.closed)
     }
@@ -99,14 +123,28 @@ impl SessionRing {
     /// Forgets reports up to and including `seq`: the client has processed them.
     pub fn acknowledge(&self, seq: u64) {
         let mut state = self.lock();
-        state.sent_through = state.sent_through.max(seq.min(state.next_seq - 1));
-        self.forget_through(&mut state, seq);
+        let seq = seq.min(state.next_seq - 1);
+        self.mark_sent_through(&mut state, seq);
+        forget_through_seq(&mut state, seq);
     }
 
-    fn forget_through(&self, state: &mut RingState, seq: u64) {
-        let keep_from = state.reports.partition_point(|report| report.seq <= seq);
-        state.reports.drain(..keep_from);
-        self.buffered.fetch_sub(keep_from, Ordering::Relaxed);
+    /// Forgets every sent report: nobody has streamed this session for a while.
+    pub fn release_sent(&self) {
+        let mut state = self.lock();
+        let sent_through = state.sent_through;
+        forget_through_seq(&mut state, sent_through);
+    }
+
+    fn mark_sent_through(&self, state: &mut RingState, seq: u64) {
+        if seq <= state.sent_through {
+            return;
+        }
+        let from = state.reports.partition_point(|report| report.seq <= state.sent_through);
+        let to = state.reports.partition_point(|report| report.seq <= seq);
+        let newly_sent = to - from;
+        state.unsent -= newly_sent;
+        self.pending.fetch_sub(newly_sent, Ordering::AcqRel);
+        state.sent_through = seq;
     }
 
     /// The seq the next report will get.
@@ -130,12 +168,23 @@ impl SessionRing {
         self.wake.receiver_count() > 0
     }
 
-    /// When the session last received a report or was read.
-    pub fn last_active(&self) -> Instant {
-        self.lock().last_active
+    /// Whether records are in flight or reports wait to be read: forgetting it would lose them.
+    pub fn has_pending(&self) -> bool {
+        let state = self.lock();
+        state.reserved + state.unsent > 0
     }
 
-    /// Reports kept.
+    /// Marks the session as used now.
+    pub fn touch(&self) {
+        self.lock().last_active = Instant::now();
+    }
+
+    /// How long since the session was last used or read.
+    pub fn idle_for(&self) -> Duration {
+        self.lock().last_active.elapsed()
+    }
+
+    /// Reports kept, sent or not.
     pub fn len(&self) -> usize {
         self.lock().reports.len()
     }
@@ -146,10 +195,16 @@ impl SessionRing {
     }
 }
 
+fn forget_through_seq(state: &mut RingState, seq: u64) {
+    let keep_from = state.reports.partition_point(|report| report.seq <= seq.min(state.sent_through));
+    state.reports.drain(..keep_from);
+}
+
 impl Drop for SessionRing {
     fn drop(&mut self) {
-        let kept = self.lock().reports.len();
-        self.buffered.fetch_sub(kept, Ordering::Relaxed);
+        // Reserved slots hold the ring, so only unsent reports can remain here.
+        let unsent = self.lock().unsent;
+        self.pending.fetch_sub(unsent, Ordering::AcqRel);
     }
 }
 
@@ -158,64 +213,79 @@ mod tests {
     use super::*;
     use crate::record::Delivered;
 
-    fn delivered(offset: i64) -> DeliveryOutcome {
-        Ok(Delivered { partition: 0, offset, timestamp_ms: None })
+    fn ring(capacity: usize, pending: &Arc<AtomicUsize>, max_pending: usize) -> Arc<SessionRing> {
+        Arc::new(SessionRing::new(capacity, Arc::clone(pending), max_pending))
+    }
+
+    fn fill(ring: &Arc<SessionRing>, record_id: u64) {
+        let slot = ring.try_reserve().expect("slot");
+        slot.fill(record_id, "t", Ok(Delivered { partition: 0, offset: 0, timestamp_ms: None }), 1);
     }
 
     #[test]
-    fn resumes_after_a_seq_and_drops_oldest_when_full() {
-        let buffered = Arc::new(AtomicUsize::new(0));
-        let ring = SessionRing::new(3, Arc::clone(&buffered), 100);
-        for offset in 0..4 {
-            ring.push(offset as u64, "t", delivered(offset), 1);
+    fn a_session_that_does_not_read_is_refused_instead_of_losing_reports() {
+        let pending = Arc::new(AtomicUsize::new(0));
+        let ring = ring(3, &pending, 100);
+        for id in 0..3 {
+            fill(&ring, id);
         }
-        let (all, closed) = ring.read_after(0, 10);
-        assert!(!closed);
-        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3, 4]);
-        let (after_three, _) = ring.read_after(3, 10);
-        assert_eq!(after_three.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4]);
-        assert_eq!(buffered.load(Ordering::Relaxed), 3);
-        ring.acknowledge(3);
-        assert_eq!((ring.len(), buffered.load(Ordering::Relaxed)), (1, 1));
-        drop(ring);
-        assert_eq!(buffered.load(Ordering::Relaxed), 0);
+        assert!(ring.try_reserve().is_none(), "full of unread reports");
+        let (read, _) = ring.read_after(0, 2);
+        assert_eq!(read.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(pending.load(Ordering::Acquire), 1);
+        assert!(ring.try_reserve().is_some(), "reading frees slots");
     }
 
     #[test]
-    fn sent_reports_are_kept_only_within_the_resend_window() {
-        let buffered = Arc::new(AtomicUsize::new(0));
-        let ring = SessionRing::new(100_000, Arc::clone(&buffered), 100_000);
+    fn unused_slots_are_released() {
+        let pending = Arc::new(AtomicUsize::new(0));
+        let ring = ring(1, &pending, 100);
+        let slot = ring.try_reserve().expect("slot");
+        assert!(ring.try_reserve().is_none());
+        drop(slot);
+        assert_eq!(pending.load(Ordering::Acquire), 0);
+        assert!(ring.try_reserve().is_some());
+    }
+
+    #[test]
+    fn the_global_bound_spans_sessions() {
+        let pending = Arc::new(AtomicUsize::new(0));
+        let (first, second) = (ring(10, &pending, 2), ring(10, &pending, 2));
+        fill(&first, 1);
+        let _held = second.try_reserve().expect("slot");
+        assert!(first.try_reserve().is_none() && second.try_reserve().is_none());
+        drop(first);
+        assert_eq!(pending.load(Ordering::Acquire), 1, "a dropped ring returns its unsent reports");
+    }
+
+    #[test]
+    fn sent_reports_stay_within_the_resend_window_and_can_be_resent() {
+        let pending = Arc::new(AtomicUsize::new(0));
+        let ring = ring(100_000, &pending, 100_000);
         let total = RESEND_WINDOW + 100;
         for id in 0..total {
-            ring.push(id, "t", delivered(0), 1);
+            fill(&ring, id);
         }
         let (sent, _) = ring.read_after(0, usize::MAX);
         assert_eq!(sent.len() as u64, total);
         assert_eq!(ring.len() as u64, RESEND_WINDOW, "older sent reports forgotten");
+        assert_eq!(pending.load(Ordering::Acquire), 0, "sent reports do not hold slots");
         let (resumed, _) = ring.read_after(total - 10, usize::MAX);
         assert_eq!(resumed.len(), 10, "recent ones can be resent");
+        ring.release_sent();
+        assert!(ring.is_empty());
     }
 
     #[test]
-    fn evicting_a_sent_report_is_not_a_loss() {
-        let ring = SessionRing::new(2, Arc::new(AtomicUsize::new(0)), 100);
-        ring.push(1, "t", delivered(0), 1);
-        ring.push(2, "t", delivered(0), 1);
-        ring.read_after(0, 1);
-        assert_eq!(ring.push(3, "t", delivered(0), 1), Pushed::Kept, "seq 1 was sent");
-        assert_eq!(ring.push(4, "t", delivered(0), 1), Pushed::DroppedOldest, "seq 2 never was");
-    }
-
-    #[test]
-    fn global_budget_bounds_all_rings() {
-        let buffered = Arc::new(AtomicUsize::new(0));
-        let first = SessionRing::new(10, Arc::clone(&buffered), 4);
-        let second = SessionRing::new(10, Arc::clone(&buffered), 4);
-        for id in 0..3 {
-            first.push(id, "t", delivered(0), 1);
+    fn acknowledging_past_unsent_reports_frees_their_slots() {
+        let pending = Arc::new(AtomicUsize::new(0));
+        let ring = ring(10, &pending, 10);
+        for id in 0..4 {
+            fill(&ring, id);
         }
-        assert_eq!(second.push(9, "t", delivered(0), 1), Pushed::Kept);
-        assert_eq!(first.push(3, "t", delivered(0), 1), Pushed::DroppedOldest);
-        assert_eq!(buffered.load(Ordering::Relaxed), 4);
+        ring.acknowledge(3);
+        assert_eq!((ring.len(), pending.load(Ordering::Acquire)), (1, 1));
+        let (rest, _) = ring.read_after(3, 10);
+        assert_eq!(rest.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4]);
     }
 }

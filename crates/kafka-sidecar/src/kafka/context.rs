@@ -13,17 +13,17 @@ use rdkafka::statistics::Statistics;
 use tokio::sync::oneshot;
 
 use super::admission::Permit;
-use crate::delivery::{Pushed, SessionRing};
+use crate::delivery::ReportSlot;
 use crate::error::{ErrorCode, SidecarError};
 use crate::metrics::{Metrics, RecordCounters};
 use crate::record::{Delivered, DeliveryOutcome};
 
 /// Where a record's outcome goes.
 pub enum ReportRoute {
-    /// Into a session's ring, for its `DeliveryStream`.
+    /// Into the slot reserved in the session's ring, for its `DeliveryStream`.
     Session {
-        /// The session's ring.
-        ring: Arc<SessionRing>,
+        /// The reserved slot.
+        slot: ReportSlot,
         /// The caller's record id.
         record_id: u64,
     },
@@ -123,11 +123,9 @@ impl ProducerContext for SidecarContext {
         let DeliveryTicket { route, permit, .. } = *ticket;
         drop(permit);
         match route {
-            ReportRoute::Session { ring, record_id } => {
+            ReportRoute::Session { slot, record_id } => {
                 let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-                if ring.push(record_id, topic, outcome, latency_us) == Pushed::DroppedOldest {
-                    self.metrics.delivery_reports_dropped.inc();
-                }
+                slot.fill(record_id, topic, outcome, latency_us);
             }
             // The waiter may have given up (client went away); the outcome is counted above.
             ReportRoute::Waiter(waiter) => drop(waiter.send(outcome)),

@@ -116,7 +116,10 @@ impl SharedProducer {
                     let size = admitted_bytes(&record);
                     let permit = self.budget.try_acquire(size, 1).ok_or_else(|| self.backpressure(size))?;
                     let route = match &ring {
-                        Some(ring) => ReportRoute::Session { ring: Arc::clone(ring), record_id: record.record_id },
+                        Some(ring) => {
+                            let slot = ring.try_reserve().ok_or_else(|| self.unread_reports())?;
+                            ReportRoute::Session { slot, record_id: record.record_id }
+                        }
                         None => ReportRoute::MetricsOnly,
                     };
                     self.enqueue(record, route, Arc::clone(&counters), permit)
@@ -170,6 +173,15 @@ impl SharedProducer {
             });
         }
         Ok(outcomes)
+    }
+
+    /// The QUEUE_FULL error for a session (or all sessions together) whose delivery reports are
+    /// not being read: refusing new records is what keeps the unread reports from being lost.
+    fn unread_reports(&self) -> SidecarError {
+        SidecarError {
+            message: "too many delivery reports of this session are unread; read DeliveryStream".into(),
+            ..SidecarError::queue_full(self.retry_after)
+        }
     }
 
     /// The QUEUE_FULL error for `bytes` that did not fit, with a retry hint from the drain rate.

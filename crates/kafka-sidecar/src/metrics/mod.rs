@@ -94,8 +94,8 @@ pub struct Metrics {
     pub broker_errors: Gauge,
     /// Errors librdkafka raised through its error callback.
     pub librdkafka_errors: Family<CodeLabels, Counter>,
-    /// Delivery reports that fell off a session ring before being read.
-    pub delivery_reports_dropped: Counter,
+    /// Delivery reports reserved by records in flight or not yet read, across sessions.
+    pub delivery_reports_pending: Gauge,
     /// Sessions with kept delivery reports.
     pub delivery_sessions: Gauge,
     /// 1 when ready.
@@ -124,7 +124,7 @@ impl Metrics {
             broker_connections: Gauge::default(),
             broker_errors: Gauge::default(),
             librdkafka_errors: Family::default(),
-            delivery_reports_dropped: Counter::default(),
+            delivery_reports_pending: Gauge::default(),
             delivery_sessions: Gauge::default(),
             ready: Gauge::default(),
             topics: Mutex::new(HashSet::new()),
@@ -152,9 +152,9 @@ impl Metrics {
         r.register("broker_errors", "Broker transport errors and timeouts, cumulative", metrics.broker_errors.clone());
         r.register("librdkafka_errors", "Errors reported by librdkafka", metrics.librdkafka_errors.clone());
         r.register(
-            "delivery_reports_dropped",
-            "Delivery reports that fell off a ring unread",
-            metrics.delivery_reports_dropped.clone(),
+            "delivery_reports_pending",
+            "Delivery reports reserved or unread across sessions",
+            metrics.delivery_reports_pending.clone(),
         );
         r.register("delivery_sessions", "Sessions with kept delivery reports", metrics.delivery_sessions.clone());
         r.register("ready", "1 when the producer has cluster metadata", metrics.ready.clone());
