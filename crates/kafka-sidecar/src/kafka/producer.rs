@@ -98,6 +98,7 @@ impl SharedProducer {
         let client = self.metrics.client_label(&origin.client_id);
         let ring = (!origin.session_id.is_empty()).then(|| self.hub.session(&origin.session_id));
         let checks = self.check(&records).await;
+        let accepted_at = Instant::now();
         let mut results = Vec::with_capacity(records.len());
         let mut refused: Option<SidecarError> = None;
         let mut counters_by_topic: HashMap<String, Arc<RecordCounters>> = HashMap::new();
@@ -122,7 +123,7 @@ impl SharedProducer {
                         }
                         None => ReportRoute::MetricsOnly,
                     };
-                    self.enqueue(record, route, Arc::clone(&counters), permit)
+                    self.enqueue(record, route, Arc::clone(&counters), permit, accepted_at)
                 }
             });
             if let Err(error) = &result {
@@ -150,11 +151,13 @@ impl SharedProducer {
         let mut permit =
             self.budget.try_acquire(total, records.len() as u64).ok_or_else(|| self.backpressure(total))?;
         let mut waiters = Vec::with_capacity(records.len());
+        let accepted_at = Instant::now();
         for record in records {
             let counters = self.metrics.record_counters(&record.topic, &client);
             let record_permit = permit.split_record(admitted_bytes(&record));
             let (sender, receiver) = oneshot::channel();
-            let waiter = match self.enqueue(record, ReportRoute::Waiter(sender), Arc::clone(&counters), record_permit) {
+            let route = ReportRoute::Waiter(sender);
+            let waiter = match self.enqueue(record, route, Arc::clone(&counters), record_permit, accepted_at) {
                 Ok(()) => Ok(receiver),
                 Err(error) => {
                     self.metrics.record_rejected(&counters, error.code.as_str());
@@ -233,9 +236,9 @@ impl SharedProducer {
         route: ReportRoute,
         counters: Arc<RecordCounters>,
         permit: Permit,
+        accepted_at: Instant,
     ) -> Result<(), SidecarError> {
-        let ticket =
-            Box::new(DeliveryTicket { route, counters: Arc::clone(&counters), accepted_at: Instant::now(), permit });
+        let ticket = Box::new(DeliveryTicket { route, counters: Arc::clone(&counters), accepted_at, permit });
         let mut base = BaseRecord::with_opaque_to(&record.topic, ticket);
         if let Some(key) = &record.key {
             base = base.key(key.as_ref());
