@@ -1,0 +1,267 @@
+"""Renders ``results.json`` as the Markdown report (goals beside measured values) and PNG charts.
+
+Every ratio compares numbers measured in the same run. Nothing here is pass/fail: the "goal"
+column says whether the measured value reaches the issue's target, for the reader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+MIB = 2**20
+
+
+def ms(value: float) -> str:
+    return f"{value:.2f} ms"
+
+
+def rate(value: float) -> str:
+    return f"{value:,.0f}/s"
+
+
+def median_range(stat: dict[str, Any], fmt: Any) -> str:
+    """``median (min–max)`` when repeated, else the value."""
+    if len(stat["values"]) > 1:
+        return f"{fmt(stat['median'])} ({fmt(stat['min'])}–{fmt(stat['max'])})"
+    return fmt(stat["median"])
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def failed(*entries: dict[str, Any]) -> str:
+    """The first error among ``entries`` (a run that did not finish), or ''."""
+    return next((entry["error"] for entry in entries if "error" in entry), "")
+
+
+def failed_row(label: str, error: str) -> list[str]:
+    return [label, "failed", "failed", "", "", error[:120].replace("|", "/").replace("\n", " ")]
+
+
+def connection_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    connections = results["connections"]
+    sidecar_counts = {row["sidecar"].get("held") for row in connections}
+    for row in connections:
+        if failed(row["direct"], row["sidecar"]):
+            rows.append(failed_row(f"Connections to brokers, N={row['workers']}", failed(row["direct"], row["sidecar"])))
+            continue
+        direct, sidecar = row["direct"]["held"], row["sidecar"]["held"]
+        fewer = direct / sidecar if sidecar else float("inf")
+        goal, met = "", ""
+        if row["workers"] == max(r["workers"] for r in connections):
+            goal = "≥ 12x fewer at N=16; constant in N"
+            met = verdict(fewer >= 12 and len(sidecar_counts) == 1)
+        rows.append([f"Connections to brokers, N={row['workers']} (peak {row['direct']['peak']} / "
+                     f"{row['sidecar']['peak']})", str(direct), str(sidecar), f"{fewer:.1f}x fewer", goal, met])
+    return rows
+
+
+def throughput_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for row in results["throughput"]:
+        if failed(row["direct"], row["sidecar"]):
+            rows.append(failed_row(f"Throughput, N={row['workers']}, {row['value_size']} B values",
+                                   failed(row["direct"], row["sidecar"])))
+            continue
+        direct, sidecar = row["direct"]["records_per_s"], row["sidecar"]["records_per_s"]
+        ratio = sidecar["median"] / direct["median"]
+        goal, met = ("≥ 1.0x direct", verdict(ratio >= 1.0)) if row["workers"] == 8 else ("", "")
+        lost = row.get("sidecar_failed_runs", 0) + row.get("direct_failed_runs", 0)
+        if lost:
+            met = (met + f" ({lost} run(s) hung; see notes)").strip()
+        rows.append([f"Throughput, N={row['workers']}, {row['value_size']} B values (records/s acked)",
+                     median_range(direct, rate), median_range(sidecar, rate), f"{ratio:.2f}x", goal, met])
+    return rows
+
+
+def latency_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    if isinstance(results["latency"], dict):
+        return [failed_row("Latency (Rust generator)", results["latency"]["error"])]
+    for row in results["latency"]:
+        for key, label, limit in (("p50_ms", "p50", 0.15), ("p99_ms", "p99", 0.5), ("p999_ms", "p99.9", None)):
+            direct = row["direct"][key]["median"]
+            for transport in ("tcp", "uds"):
+                sidecar = row[f"sidecar_{transport}"][key]["median"]
+                added = sidecar - direct
+                goal, met = "", ""
+                if row["rate"] == 1000 and limit is not None:
+                    goal, met = f"≤ +{limit} ms", verdict(added <= limit)
+                rows.append([f"Latency {label} at {row['rate']:,} msg/s, sidecar over {transport.upper()}",
+                             ms(direct), f"{ms(sidecar)} ({added:+.2f} ms)", f"{sidecar / direct:.2f}x", goal, met])
+    return rows
+
+
+def python_latency_rows(results: dict[str, Any]) -> list[list[str]]:
+    row = results.get("python_latency")
+    if not row or "error" in row or failed(row["direct"]):
+        return [failed_row("Python latency", (row or {}).get("error", "") or failed(row["direct"]))] if row else []
+    rows = []
+    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
+        direct = row["direct"][key]["median"]
+        for transport, suffix, note in (("tcp", "", ""), ("uds", "", ""), ("tcp", "_linger0", ", client linger.ms=0")):
+            entry = row.get(f"sidecar_{transport}{suffix}", {"error": "not run"})
+            if failed(entry):
+                rows.append(failed_row(f"Python latency {label}, sidecar over {transport.upper()}{note}", failed(entry)))
+                continue
+            sidecar = entry[key]["median"]
+            rows.append([f"Python latency {label} at {row['rate']:,} msg/s, confluent_kafka vs "
+                         f"{entry['client'].split(' ')[0]} over {transport.upper()}{note}", ms(direct),
+                         f"{ms(sidecar)} ({sidecar - direct:+.2f} ms)", f"{sidecar / direct:.2f}x", "", ""])
+    return rows
+
+
+def footprint_rows(results: dict[str, Any]) -> list[list[str]]:
+    footprint = results["footprint"]
+    idle, load = footprint["idle_rss_bytes"] / MIB, footprint["load_peak_rss_bytes"] / MIB
+    rows = [["Sidecar RSS idle", "–", f"{idle:.1f} MiB", "", "≤ 15 MB", verdict(idle * MIB <= 15e6)],
+            ["Sidecar RSS peak under the throughput runs", "–", f"{load:.1f} MiB", "", "≤ 64 MB",
+             verdict(load * MIB <= 64e6)]]
+    for row in results["throughput"]:
+        if row["workers"] != max(r["workers"] for r in results["throughput"]) or failed(row["direct"], row["sidecar"]):
+            continue
+        direct = row["direct"]["worker_cpu_s_per_million"]["median"]
+        workers = row["sidecar"]["worker_cpu_s_per_million"]["median"]
+        sidecar = row["sidecar"]["sidecar_cpu_s_per_million"]["median"]
+        rows.append([f"CPU-s per million records, N={row['workers']}, {row['value_size']} B "
+                     f"(workers; sidecar mode: workers + sidecar)", f"{direct:.2f}",
+                     f"{workers:.2f} + {sidecar:.2f}", f"{(workers + sidecar) / direct:.2f}x", "", ""])
+        rows.append([f"Worker RSS, sum of N={row['workers']} processes, {row['value_size']} B",
+                     f"{row['direct']['worker_rss_bytes'] / MIB:.0f} MiB",
+                     f"{row['sidecar']['worker_rss_bytes'] / MIB:.0f} MiB + sidecar "
+                     f"{row['sidecar']['sidecar_peak_rss_bytes'] / MIB:.0f} MiB", "", "", ""])
+    return rows
+
+
+def compare_rows(results: dict[str, Any]) -> list[list[str]]:
+    compare = results["compare"]
+    if "error" in compare:
+        return [failed_row("Rust in-process producer vs sidecar batched gRPC", compare["error"])]
+    ratio = compare["sidecar"]["median"] / compare["in_process"]["median"]
+    return [[f"Rust in-process producer vs sidecar batched gRPC ({compare['value_size']} B, "
+             f"{compare['batch_records']}-record EmitBatch x{compare['concurrency']})",
+             median_range(compare["in_process"], rate), median_range(compare["sidecar"], rate),
+             f"{ratio:.2f}x", "≥ 0.8x", verdict(ratio >= 0.8)]]
+
+
+def overload_rows(results: dict[str, Any]) -> list[list[str]]:
+    overload = results.get("overload", {"error": "not run"})
+    if "error" in overload:
+        return [failed_row("Overload", overload["error"])]
+    peak = overload["peak_rss_bytes"] / MIB
+    accepted = overload["delivery_latency_accepted"]
+    return [
+        [f"Overload: offered {rate(overload['offered_rate'])} (2x sustained; achieved "
+         f"{rate(overload['achieved_offered_rps'])}), share refused with QUEUE_FULL", "–",
+         f"{overload['refused_share']:.1%} of records, {overload['batches_refused_share']:.1%} of calls", "", "", ""],
+        ["Overload: accepted records, produce-to-ack p50 / p99", "–",
+         f"{ms(accepted['p50_ms'])} / {ms(accepted['p99_ms'])}", "", "", ""],
+        ["Overload: sidecar peak RSS", "–", f"{peak:.1f} MiB", "", "bounded (≤ 64 MB)", verdict(peak * MIB <= 64e6)],
+    ]
+
+
+def table(results: dict[str, Any]) -> str:
+    header = ["Scenario", "Direct", "Sidecar", "Sidecar vs direct", "Goal", "Goal met?"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for builder in (connection_rows, throughput_rows, latency_rows, python_latency_rows, footprint_rows, compare_rows, overload_rows):
+        for row in builder(results):
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def setup(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    clients = sorted({row["sidecar"]["client"] for row in results["throughput"] if "client" in row["sidecar"]})
+    versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
+    return "\n".join([
+        f"* Profile `{results['profile']}`, {results['elapsed_s']:.0f} s, {machine['date']}, commit {machine['commit']}",
+        f"* Machine: {machine['cores']} cores ({machine['cpu_model']}), {machine['memory_bytes'] / 2**30:.0f} GiB, "
+        f"Linux {machine['kernel']}; {versions}",
+        f"* Python sidecar client used: {', '.join(clients)}",
+        "* Brokers: connections on librdkafka's 3-broker mock cluster (6 partitions, keyed records); "
+        "everything else on one tansu broker (in-memory storage). Direct producers use the sidecar's "
+        "librdkafka settings (idempotence, acks=all, lz4, linger 5 ms, batch.size 1 MB).",
+        f"* Sidecar: `{' '.join(results['sidecar_command'][1:])}` (defaults otherwise)",
+        f"* Sizes and repetitions: `{results['config']}`",
+        "* Values shown as median (min–max) over the repetitions; latency is measured open-loop from "
+        "each record's scheduled send time to its delivery report (HdrHistogram).",
+    ])
+
+
+def notes(results: dict[str, Any]) -> str:
+    """Anything that went wrong during the run, so no number is read without it."""
+    lines = []
+    dropped = results.get("reports_dropped", {})
+    if any(dropped.values()):
+        lines.append(f"* Delivery reports dropped by the sidecar (`kafka_sidecar_delivery_reports_dropped_total`), "
+                     f"per sidecar: {dropped}. A worker whose reports are dropped waits in `flush()` until the "
+                     "fleet times out: such runs are left out of the medians and counted as hung.")
+    for retry in results.get("retried_runs", []):
+        lines.append(f"* Retried once after status {retry['status']}: `{' '.join(retry['command'][:3])} ...`: "
+                     f"{retry['stderr'].strip().splitlines()[0] if retry['stderr'].strip() else ''}")
+    return "\n".join(["## Notes", *lines]) if lines else ""
+
+
+def charts(results: dict[str, Any], out: Path) -> list[str]:
+    """Writes bench.png (four panels); returns the file names."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    figure, axes = plt.subplots(2, 2, figsize=(13, 9))
+    connections = results["connections"]
+    workers = [row["workers"] for row in connections]
+    axis = axes[0][0]
+    for mode, marker in (("direct", "o-"), ("sidecar", "s-")):
+        axis.plot(workers, [row[mode].get("held", float("nan")) for row in connections], marker, label=mode)
+    axis.set(title="Broker connections (3-broker cluster)", xlabel="worker processes", ylabel="established TCP")
+    axis.legend()
+    axis = axes[0][1]
+    labels = [f"N={row['workers']}\n{row['value_size']}B" for row in results["throughput"]]
+    positions = range(len(labels))
+    for offset, mode in ((-0.2, "direct"), (0.2, "sidecar")):
+        axis.bar([p + offset for p in positions],
+                 [row[mode]["records_per_s"]["median"] if "records_per_s" in row[mode] else 0
+                  for row in results["throughput"]], 0.4, label=mode)
+    axis.set_xticks(list(positions), labels)
+    axis.set(title="Python workers: records/s acked (tansu)", ylabel="records/s")
+    axis.set_yscale("log")
+    axis.legend()
+    axis = axes[1][0]
+    names = ["direct", "sidecar_tcp", "sidecar_uds"]
+    if isinstance(results["latency"], dict):
+        results = dict(results, latency=[])
+    groups = [(row["rate"], key) for row in results["latency"] for key in ("p50_ms", "p99_ms", "p999_ms")]
+    for index, name in enumerate(names):
+        values = [next(r for r in results["latency"] if r["rate"] == rate_)[name][key]["median"] for rate_, key in groups]
+        axis.bar([g + (index - 1) * 0.27 for g in range(len(groups))], values, 0.27, label=name)
+    axis.set_xticks(list(range(len(groups))), [f"{r:,}/s\n{k.replace('_ms', '')}" for r, k in groups])
+    axis.set(title="Produce-to-delivery latency (open loop)", ylabel="ms")
+    axis.legend()
+    axis = axes[1][1]
+    compare = results["compare"]
+    overload = results.get("overload", {})
+    if "error" not in compare:
+        axis.bar(["Rust in-process", "sidecar batched gRPC", "overload accepted"],
+                 [compare["in_process"]["median"], compare["sidecar"]["median"], overload.get("accepted_rps", 0)])
+    axis.set(title="Rust: records/s acked", ylabel="records/s")
+    figure.tight_layout()
+    figure.savefig(out / "bench.png", dpi=90)
+    plt.close(figure)
+    return ["bench.png"]
+
+
+def render(results: dict[str, Any], out: Path) -> str:
+    """Writes results.md and the chart; returns the Markdown."""
+    images = charts(results, out)
+    sections = ["# kafka-sidecar benchmark", setup(results), table(results), notes(results)]
+    markdown = "\n\n".join([section for section in sections if section]
+                           + [f"![benchmark]({image})" for image in images]) + "\n"
+    (out / "results.md").write_text(markdown)
+    return markdown

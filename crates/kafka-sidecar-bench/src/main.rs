@@ -1,0 +1,52 @@
+//! The benchmark's Rust half: a librdkafka mock cluster process, topic creation, and the
+//! scenarios that need a precise Rust load generator (in-process producer vs the sidecar's
+//! batched gRPC path, open-loop latency, overload). Each scenario prints one JSON object on
+//! stdout; `bench/run.py` orchestrates them and writes the report.
+
+mod client;
+mod cluster;
+mod compare;
+mod generator;
+mod latency;
+mod overload;
+mod process;
+mod producer;
+mod summary;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Command line of `kafka-sidecar-bench`.
+#[derive(Parser)]
+#[command(version, about = "kafka-sidecar benchmark driver (run by scripts/bench)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run librdkafka's mock cluster until stdin closes; prints {"bootstrap": ...}.
+    MockCluster(cluster::MockClusterArgs),
+    /// Create topics on a real broker through the admin API.
+    CreateTopics(cluster::CreateTopicsArgs),
+    /// Records/s: an in-process rdkafka producer vs the sidecar's batched gRPC path.
+    Compare(compare::CompareArgs),
+    /// Open-loop produce-to-delivery-report latency, direct or through the sidecar.
+    Latency(latency::LatencyArgs),
+    /// Offer a multiple of the sustained rate to the sidecar and watch backpressure and RSS.
+    Overload(overload::OverloadArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let output = match cli.command {
+        Command::MockCluster(args) => return cluster::run_mock_cluster(&args),
+        Command::CreateTopics(args) => return cluster::create_topics(&args),
+        Command::Compare(args) => compare::run(&args)?,
+        Command::Latency(args) => latency::run(&args)?,
+        Command::Overload(args) => overload::run(&args)?,
+    };
+    println!("{}", serde_json::to_string(&output)?);
+    Ok(())
+}
