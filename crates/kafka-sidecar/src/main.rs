@@ -8,11 +8,6 @@ use clap::Parser;
 use kafka_sidecar::config::ConfigSources;
 use kafka_sidecar::{Config, Listeners, run, telemetry};
 
-/// Every record allocates a ticket, headers and a report on one thread and frees them on another;
-/// glibc's allocator spent ~22% of the sidecar's CPU on that in the benchmark.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// One shared Kafka producer per pod, behind local gRPC and HTTP.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -180,7 +180,7 @@ mod tests {
     fn defaults_are_sidecar_sized() {
         let config = load("", &[], &[]).expect("empty file loads");
         assert!(config.kafka.uses_dev_broker());
-        assert_eq!(config.producer.max_buffered_bytes, 32 * 1024 * 1024);
+        assert_eq!(config.producer.max_buffered_bytes, 16 * 1024 * 1024);
         assert_eq!(config.producer.compression, Compression::Lz4);
         assert!(config.grpc.listen.ip().is_loopback());
         assert!(config.http.listen.ip().is_loopback());

@@ -133,7 +133,7 @@ impl Default for ProducerConfig {
             linger_ms: 5,
             compression: Compression::Lz4,
             batch_max_bytes: 1_000_000,
-            max_buffered_bytes: 32 * 1024 * 1024,
+            max_buffered_bytes: 16 * 1024 * 1024,
             max_record_bytes: 1_000_000,
             delivery_timeout_ms: 30_000,
             retry_after_ms: 20,

@@ -47,7 +47,7 @@ mod tests {
         assert_eq!(client.get("enable.idempotence"), Some("true"));
         assert_eq!(client.get("acks"), Some("all"));
         assert_eq!(client.get("compression.codec"), Some("lz4"));
-        assert_eq!(client.get("queue.buffering.max.kbytes"), Some("65536"));
+        assert_eq!(client.get("queue.buffering.max.kbytes"), Some("32768"));
         assert_eq!(client.get("allow.auto.create.topics"), Some("true"), "dev broker");
         let mut real = Config::default();
         real.kafka.bootstrap_servers = "b:9092".into();
