@@ -131,13 +131,14 @@ pub async fn run(
     let (stop_admin, admin_stopped) = watch::channel(false);
 
     let service = ProducerService::new(Arc::clone(&producer), Arc::clone(&hub), Arc::clone(&metrics));
-    let grpc_server = tokio::spawn(grpc::serve(
+    let grpc_serving = grpc::serve(
         service,
         health_service,
         listeners.grpc,
         listeners.grpc_unix.map(|(listener, _)| listener),
         signal(api_stopped.clone()),
-    ));
+    );
+    let grpc_server = tokio::spawn(async move { grpc_serving.await.map_err(|error| error.to_string()) });
     let api = http::router(&config.http, Arc::clone(&producer), Arc::clone(&metrics));
     let http_server = spawn_http(listeners.http, api, signal(api_stopped.clone()));
     let admin_state =
@@ -177,7 +178,7 @@ pub async fn run(
     hub.close_all();
 
     let linger = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
-    for (name, server) in [("grpc", grpc_server.map_ok()), ("http", http_server)] {
+    for (name, server) in [("grpc", grpc_server), ("http", http_server)] {
         match tokio::time::timeout(linger, server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(error))) => tracing::warn!(server = name, error = %error, "server ended with an error"),
@@ -192,21 +193,6 @@ pub async fn run(
     drop(producer);
     drop(dev_broker);
     Ok(RunReport { undelivered: report.undelivered })
-}
-
-trait MapOk {
-    fn map_ok(self) -> JoinHandle<Result<(), String>>;
-}
-
-impl MapOk for JoinHandle<Result<(), tonic::transport::Error>> {
-    fn map_ok(self) -> JoinHandle<Result<(), String>> {
-        tokio::spawn(async move {
-            match self.await {
-                Ok(result) => result.map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_string()),
-            }
-        })
-    }
 }
 
 fn signal(mut stopped: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Clone + 'static {
