@@ -30,6 +30,28 @@ use crate::record::{DeliveryOutcome, Origin, OutgoingRecord, validate_topic_name
 /// 100-byte records drove the sidecar to 120 MiB RSS on a 32 MiB budget).
 pub const RECORD_OVERHEAD_BYTES: u64 = 512;
 
+/// Metric counters for one call's records, resolved once per topic rather than once per record.
+struct CallCounters<'a> {
+    metrics: &'a Metrics,
+    client: String,
+    by_topic: HashMap<String, Arc<RecordCounters>>,
+}
+
+impl<'a> CallCounters<'a> {
+    fn new(metrics: &'a Metrics, client_id: &str) -> Self {
+        Self { metrics, client: metrics.client_label(client_id), by_topic: HashMap::new() }
+    }
+
+    fn for_topic(&mut self, topic: &str) -> Arc<RecordCounters> {
+        if let Some(counters) = self.by_topic.get(topic) {
+            return Arc::clone(counters);
+        }
+        let counters = self.metrics.record_counters(topic, &self.client);
+        self.by_topic.insert(topic.to_string(), Arc::clone(&counters));
+        counters
+    }
+}
+
 /// Bytes a record holds against the admission budget.
 fn admitted_bytes(record: &OutgoingRecord) -> u64 {
     record.size_bytes() as u64 + RECORD_OVERHEAD_BYTES
@@ -95,22 +117,14 @@ impl SharedProducer {
     /// session). Results are in record order. Backpressure refuses a record and every record after
     /// it in this call, so retrying the refused tail keeps order.
     pub async fn send(&self, origin: &Origin, records: Vec<OutgoingRecord>) -> Vec<Result<(), SidecarError>> {
-        let client = self.metrics.client_label(&origin.client_id);
+        let mut call_counters = CallCounters::new(&self.metrics, &origin.client_id);
         let ring = (!origin.session_id.is_empty()).then(|| self.hub.session(&origin.session_id));
         let checks = self.check(&records).await;
         let accepted_at = Instant::now();
         let mut results = Vec::with_capacity(records.len());
         let mut refused: Option<SidecarError> = None;
-        let mut counters_by_topic: HashMap<String, Arc<RecordCounters>> = HashMap::new();
         for (record, check) in records.into_iter().zip(checks) {
-            let counters = match counters_by_topic.get(&record.topic) {
-                Some(counters) => Arc::clone(counters),
-                None => {
-                    let counters = self.metrics.record_counters(&record.topic, &client);
-                    counters_by_topic.insert(record.topic.clone(), Arc::clone(&counters));
-                    counters
-                }
-            };
+            let counters = call_counters.for_topic(&record.topic);
             let result = check.and_then(|()| match &refused {
                 Some(error) => Err(error.clone()),
                 None => {
@@ -143,7 +157,7 @@ impl SharedProducer {
         origin: &Origin,
         records: Vec<OutgoingRecord>,
     ) -> Result<Vec<DeliveryOutcome>, SidecarError> {
-        let client = self.metrics.client_label(&origin.client_id);
+        let mut call_counters = CallCounters::new(&self.metrics, &origin.client_id);
         for check in self.check(&records).await {
             check?;
         }
@@ -153,7 +167,7 @@ impl SharedProducer {
         let mut waiters = Vec::with_capacity(records.len());
         let accepted_at = Instant::now();
         for record in records {
-            let counters = self.metrics.record_counters(&record.topic, &client);
+            let counters = call_counters.for_topic(&record.topic);
             let record_permit = permit.split_record(admitted_bytes(&record));
             let (sender, receiver) = oneshot::channel();
             let route = ReportRoute::Waiter(sender);
