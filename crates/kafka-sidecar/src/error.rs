@@ -40,6 +40,21 @@ pub enum ErrorCode {
     KafkaUnavailable,
     /// No such route.
     NotFound,
+    /// No consumer instance by that group and name.
+    ConsumerNotFound,
+    /// A consumer instance by that name already exists in the group.
+    ConsumerExists,
+    /// The consumer is in the wrong state: subscribe after assign (or the reverse), or a seek on a
+    /// partition it does not own.
+    ConsumerState,
+    /// The requested record format is not the instance's format.
+    FormatMismatch,
+    /// The sidecar holds its maximum number of consumer instances.
+    TooManyConsumers,
+    /// A consumer create request has a bad setting.
+    InvalidConsumerConfig,
+    /// Kafka refused a consumer operation (commit, seek, subscribe).
+    KafkaError,
     /// A bug or an unexpected librdkafka answer; details are logged, not returned.
     Internal,
 }
@@ -64,6 +79,13 @@ impl ErrorCode {
             Self::UnknownSession => "UNKNOWN_SESSION",
             Self::KafkaUnavailable => "KAFKA_UNAVAILABLE",
             Self::NotFound => "NOT_FOUND",
+            Self::ConsumerNotFound => "CONSUMER_NOT_FOUND",
+            Self::ConsumerExists => "CONSUMER_EXISTS",
+            Self::ConsumerState => "CONSUMER_STATE",
+            Self::FormatMismatch => "FORMAT_MISMATCH",
+            Self::TooManyConsumers => "TOO_MANY_CONSUMERS",
+            Self::InvalidConsumerConfig => "INVALID_CONSUMER_CONFIG",
+            Self::KafkaError => "KAFKA_ERROR",
             Self::Internal => "INTERNAL",
         }
     }
@@ -71,9 +93,11 @@ impl ErrorCode {
     /// The HTTP status for this code.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::QueueFull => 429,
-            Self::UnknownTopic | Self::NotFound => 404,
-            Self::UnknownSession => 409,
+            Self::QueueFull | Self::TooManyConsumers => 429,
+            Self::UnknownTopic | Self::NotFound | Self::ConsumerNotFound => 404,
+            Self::UnknownSession | Self::ConsumerExists | Self::ConsumerState => 409,
+            Self::FormatMismatch => 406,
+            Self::InvalidConsumerConfig => 422,
             Self::RecordTooLarge | Self::BodyTooLarge => 413,
             Self::InvalidTopic
             | Self::InvalidPartition
@@ -83,7 +107,24 @@ impl ErrorCode {
             | Self::UnsupportedFormat => 400,
             Self::ShuttingDown | Self::KafkaUnavailable => 503,
             Self::DeliveryFailed | Self::NotDeliveredAtShutdown => 502,
-            Self::Internal => 500,
+            Self::Internal | Self::KafkaError => 500,
+        }
+    }
+
+    /// Confluent REST Proxy's numeric `error_code`: its specific codes where one exists, else the
+    /// HTTP status, as Confluent does for generic errors.
+    pub fn confluent_code(self) -> u32 {
+        match self {
+            Self::UnknownTopic => 40401,
+            Self::ConsumerNotFound => 40403,
+            Self::FormatMismatch => 40601,
+            Self::ConsumerExists => 40902,
+            Self::ConsumerState => 40903,
+            Self::InvalidConsumerConfig => 42204,
+            Self::TooManyConsumers => 42901,
+            Self::KafkaError => 50002,
+            Self::KafkaUnavailable => 50003,
+            other => u32::from(other.http_status()),
         }
     }
 
@@ -91,8 +132,12 @@ impl ErrorCode {
     pub fn grpc_code(self) -> tonic::Code {
         use tonic::Code;
         match self {
-            Self::QueueFull => Code::ResourceExhausted,
-            Self::UnknownTopic | Self::NotFound => Code::NotFound,
+            Self::QueueFull | Self::TooManyConsumers => Code::ResourceExhausted,
+            Self::UnknownTopic | Self::NotFound | Self::ConsumerNotFound => Code::NotFound,
+            Self::ConsumerExists => Code::AlreadyExists,
+            Self::ConsumerState => Code::FailedPrecondition,
+            Self::FormatMismatch | Self::InvalidConsumerConfig => Code::InvalidArgument,
+            Self::KafkaError => Code::Unknown,
             Self::InvalidTopic
             | Self::InvalidPartition
             | Self::RecordTooLarge
@@ -110,7 +155,7 @@ impl ErrorCode {
 
     /// Whether the caller should retry the same record later.
     pub fn is_retriable(self) -> bool {
-        matches!(self, Self::QueueFull | Self::KafkaUnavailable | Self::ShuttingDown)
+        matches!(self, Self::QueueFull | Self::KafkaUnavailable | Self::ShuttingDown | Self::TooManyConsumers)
     }
 }
 
@@ -175,5 +220,25 @@ mod tests {
         }
         assert_eq!(ErrorCode::UnknownTopic.http_status(), 404);
         assert_eq!(ErrorCode::RecordTooLarge.http_status(), 413);
+    }
+
+    #[test]
+    fn confluent_codes_start_with_the_http_status() {
+        for code in [
+            ErrorCode::UnknownTopic,
+            ErrorCode::ConsumerNotFound,
+            ErrorCode::FormatMismatch,
+            ErrorCode::ConsumerExists,
+            ErrorCode::ConsumerState,
+            ErrorCode::InvalidConsumerConfig,
+            ErrorCode::TooManyConsumers,
+            ErrorCode::KafkaError,
+            ErrorCode::InvalidJson,
+        ] {
+            let confluent = code.confluent_code();
+            let status = u32::from(code.http_status());
+            assert!(confluent == status || confluent / 100 == status, "{code}: {confluent} vs {status}");
+        }
+        assert_eq!(ErrorCode::ConsumerNotFound.confluent_code(), 40403);
     }
 }

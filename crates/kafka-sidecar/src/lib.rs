@@ -5,6 +5,7 @@
 //! See `ARCHITECTURE.md` for the produce path end to end.
 
 pub mod config;
+pub mod consumer;
 pub mod delivery;
 pub mod error;
 pub mod grpc;

@@ -1,8 +1,10 @@
-//! Wires the parts together and runs them: listeners, the shared producer, the gRPC, HTTP and admin
-//! servers, readiness, and the ordered shutdown.
+//! Wires the parts together and runs them: listeners, the shared producer, the consumer manager,
+//! the gRPC, HTTP and admin servers, readiness, instance expiry, lag export, and the ordered
+//! shutdown.
 //!
-//! Shutdown order: not ready -> refuse new records and stop accepting connections -> flush within
-//! the grace period -> purge and report what is left as failed -> end delivery streams -> stop.
+//! Shutdown order: not ready -> refuse new records and stop accepting connections -> close consumer
+//! instances (commit what was returned, leave groups) while the producer flushes within the grace
+//! period -> purge and report what is left as failed -> end delivery streams -> stop.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::consumer::{ConsumerManager, lag};
 use crate::delivery::DeliveryHub;
 use crate::grpc::{self, ProducerService};
 use crate::http::{self, admin};
@@ -30,6 +33,7 @@ use crate::metrics::Metrics;
 const READINESS_INTERVAL: Duration = Duration::from_secs(1);
 const READY_RECHECK: Duration = Duration::from_secs(5);
 const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+const INSTANCE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The sockets the sidecar serves on, bound before [`run`] so callers (and tests on port 0) know
 /// the addresses.
@@ -139,8 +143,14 @@ pub async fn run(
         signal(api_stopped.clone()),
     );
     let grpc_server = tokio::spawn(async move { grpc_serving.await.map_err(|error| error.to_string()) });
-    let api = http::router(&config.http, Arc::clone(&producer), Arc::clone(&metrics));
+    let consumers = ConsumerManager::new(&config, &bootstrap, Arc::clone(&metrics));
+    let api = http::router(&config.http, Arc::clone(&producer), Arc::clone(&consumers), Arc::clone(&metrics));
     let http_server = spawn_http(listeners.http, api, signal(api_stopped.clone()));
+    let instance_sweeper = tokio::spawn(expire_instances(Arc::clone(&consumers)));
+    let lag_exporter = (config.consumer.lag_interval_ms > 0).then(|| {
+        let interval = Duration::from_millis(config.consumer.lag_interval_ms);
+        tokio::spawn(lag::export_lag(Arc::clone(&consumers), Arc::clone(&metrics), interval))
+    });
     let admin_state =
         admin::AdminState { metrics: Arc::clone(&metrics), producer: Arc::clone(&producer), ready: Arc::clone(&ready) };
     let admin_server = spawn_http(listeners.admin, admin::router(admin_state), signal(admin_stopped));
@@ -164,7 +174,11 @@ pub async fn run(
     producer.stop_accepting();
     let _ = stop_api.send(true);
 
-    let report = producer.drain(deadline).await;
+    instance_sweeper.abort();
+    if let Some(exporter) = lag_exporter {
+        exporter.abort();
+    }
+    let (report, ()) = tokio::join!(producer.drain(deadline), close_consumers(&consumers, deadline));
     if report.undelivered > 0 {
         tracing::error!(
             undelivered = report.undelivered,
@@ -195,6 +209,20 @@ pub async fn run(
     Ok(RunReport { undelivered: report.undelivered })
 }
 
+async fn close_consumers(consumers: &ConsumerManager, deadline: Instant) {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    if tokio::time::timeout(wait, consumers.close_all()).await.is_err() {
+        tracing::warn!("consumer instances did not all leave their groups within the grace period");
+    }
+}
+
+async fn expire_instances(consumers: Arc<ConsumerManager>) {
+    loop {
+        tokio::time::sleep(INSTANCE_SWEEP_INTERVAL).await;
+        consumers.expire_idle().await;
+    }
+}
+
 fn signal(mut stopped: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Clone + 'static {
     let future = async move {
         let _ = stopped.wait_for(|stop| *stop).await;
@@ -202,18 +230,26 @@ fn signal(mut stopped: watch::Receiver<bool>) -> impl Future<Output = ()> + Send
     futures::FutureExt::shared(Box::pin(future))
 }
 
-fn spawn_http(
+fn spawn_http<S>(
     listener: TcpListener,
-    router: axum::Router,
+    service: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> JoinHandle<Result<(), String>> {
+) -> JoinHandle<Result<(), String>>
+where
+    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     let listener = listener.tap_io(|stream| {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(error = %error, "cannot set TCP_NODELAY");
         }
     });
     tokio::spawn(async move {
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(|error| error.to_string())
+        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(service);
+        axum::serve(listener, service).with_graceful_shutdown(shutdown).await.map_err(|error| error.to_string())
     })
 }
 

@@ -24,6 +24,8 @@ pub struct Config {
     pub producer: ProducerConfig,
     /// Delivery reports kept for sessions.
     pub delivery: DeliveryConfig,
+    /// Active consumer instances (the REST consumer API).
+    pub consumer: ConsumerConfig,
     /// The gRPC listener(s).
     pub grpc: GrpcConfig,
     /// The HTTP produce API.
@@ -163,6 +165,86 @@ impl Default for DeliveryConfig {
             max_buffered_reports: 131_072,
             max_sessions: 1_024,
             session_idle_timeout_ms: 300_000,
+        }
+    }
+}
+
+/// Active consumer instances: seed 002's tuning defaults, limits and raw librdkafka properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    /// Seed 002's `requestMaxBytes`: the most key and value bytes in one fetch response, and the
+    /// largest `max_bytes` a fetch may ask for (larger asks are clamped, as Confluent does).
+    pub request_max_bytes: usize,
+    /// librdkafka `fetch.max.bytes`.
+    pub fetch_max_bytes: u32,
+    /// librdkafka `max.partition.fetch.bytes`.
+    pub max_partition_fetch_bytes: u32,
+    /// Seed 002's `max.poll.records`: the most records in one fetch response.
+    pub max_poll_records: usize,
+    /// Records an instance holds prefetched, in bytes, before it pauses fetching from Kafka.
+    pub prefetch_max_bytes: usize,
+    /// Confluent's `consumer.request.timeout.ms`: how long a fetch waits for records by default.
+    pub request_timeout_ms: u64,
+    /// The longest wait a fetch may ask for with `timeout`.
+    pub max_request_timeout_ms: u64,
+    /// An instance unused for this long leaves its group and is deleted.
+    pub instance_timeout_ms: u64,
+    /// Instances per sidecar; creating one more answers 429.
+    pub max_instances: usize,
+    /// librdkafka `partition.assignment.strategy`.
+    pub partition_assignment_strategy: String,
+    /// librdkafka `max.poll.interval.ms`; the instance's own poll loop keeps it, not the app.
+    pub max_poll_interval_ms: u32,
+    /// `auto.offset.reset` when a create request names none: earliest or latest.
+    pub auto_offset_reset: OffsetReset,
+    /// `auto.commit.enable` when a create request names none.
+    pub auto_commit_enable: bool,
+    /// How often consumer lag gauges are refreshed for the groups with instances here; 0 disables.
+    pub lag_interval_ms: u64,
+    /// Raw librdkafka properties for consumers, over `kafka.properties`.
+    #[serde(deserialize_with = "scalar_map")]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            request_max_bytes: 204_800,
+            fetch_max_bytes: 102_400,
+            max_partition_fetch_bytes: 102_400,
+            max_poll_records: 100,
+            prefetch_max_bytes: 204_800,
+            request_timeout_ms: 1_000,
+            max_request_timeout_ms: 30_000,
+            instance_timeout_ms: 300_000,
+            max_instances: 100,
+            partition_assignment_strategy: "cooperative-sticky".into(),
+            max_poll_interval_ms: 300_000,
+            auto_offset_reset: OffsetReset::Latest,
+            auto_commit_enable: true,
+            lag_interval_ms: 10_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where a consumer starts when its group has no committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    /// The oldest record kept.
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
+}
+
+impl OffsetReset {
+    /// The librdkafka `auto.offset.reset` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
         }
     }
 }

@@ -16,6 +16,16 @@ const MANAGED_PROPERTIES: &[(&str, &str)] = &[
     ("statistics.interval.ms", "producer.statistics_interval_ms"),
 ];
 
+/// Consumer properties the sidecar derives from its own keys or from each instance.
+const CONSUMER_MANAGED_PROPERTIES: &[(&str, &str)] = &[
+    ("group.id", "the group in the create request"),
+    ("enable.auto.commit", "auto.commit.enable in the create request"),
+    ("enable.auto.offset.store", "nothing: the sidecar stores what it returned to the app"),
+    ("fetch.max.bytes", "consumer.fetch_max_bytes"),
+    ("max.partition.fetch.bytes", "consumer.max_partition_fetch_bytes"),
+    ("max.poll.interval.ms", "consumer.max_poll_interval_ms"),
+];
+
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), reason: reason.into() }
 }
@@ -60,6 +70,7 @@ impl Config {
                 return Err(invalid(key, "avro, jsonschema and protobuf need the schema registry, not yet supported"));
             }
         }
+        self.validate_consumer()?;
         if self.kafka.dev_broker_count == 0 || self.kafka.dev_broker_count > 16 {
             return Err(invalid("kafka.dev_broker_count", "must be between 1 and 16"));
         }
@@ -74,6 +85,37 @@ impl Config {
             let clash = listeners[..index].iter().find(|(_, other)| other == address && address.port() != 0);
             if let Some((other_key, _)) = clash {
                 return Err(invalid(key, format!("same address as {other_key}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_consumer(&self) -> Result<(), ConfigError> {
+        let consumer = &self.consumer;
+        if !(1024..=64 << 20).contains(&consumer.request_max_bytes) {
+            return Err(invalid("consumer.request_max_bytes", "must be between 1 KiB and 64 MiB"));
+        }
+        if consumer.prefetch_max_bytes < consumer.request_max_bytes || consumer.prefetch_max_bytes > 256 << 20 {
+            return Err(invalid(
+                "consumer.prefetch_max_bytes",
+                "must be at least consumer.request_max_bytes and at most 256 MiB",
+            ));
+        }
+        if consumer.fetch_max_bytes < 1024 || consumer.max_partition_fetch_bytes < 1024 {
+            return Err(invalid("consumer.fetch_max_bytes", "fetch sizes must be at least 1024"));
+        }
+        if consumer.max_poll_records == 0 || consumer.max_instances == 0 {
+            return Err(invalid("consumer", "max_poll_records and max_instances must be positive"));
+        }
+        if consumer.request_timeout_ms > consumer.max_request_timeout_ms {
+            return Err(invalid("consumer.request_timeout_ms", "must not exceed consumer.max_request_timeout_ms"));
+        }
+        if consumer.instance_timeout_ms < 1_000 {
+            return Err(invalid("consumer.instance_timeout_ms", "must be at least 1000"));
+        }
+        for (property, key) in CONSUMER_MANAGED_PROPERTIES {
+            if consumer.properties.contains_key(*property) || self.kafka.properties.contains_key(*property) {
+                return Err(invalid(&format!("consumer.properties.{property}"), format!("set `{key}` instead")));
             }
         }
         Ok(())

@@ -1,21 +1,27 @@
-//! The HTTP edge: the produce API router (other APIs join it later) and the admin router.
+//! The HTTP edge: one API router (produce, the active consumer, topic metadata) and the admin
+//! router. Trailing slashes are trimmed before routing, so `/topics/` and `/topics` are one route.
 
 pub mod admin;
+mod consumers;
 mod formats;
 mod produce;
 mod status;
+mod topics;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::post;
+use axum::routing::{get, post};
+use tower::Layer;
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 pub use formats::EmbeddedFormat;
 pub use produce::{CLIENT_ID_HEADER, CORRELATION_HEADER, TRACEABILITY_HEADER};
 pub use status::{ApiError, StatusBody};
 
 use crate::config::{EmbeddedFormatName, HttpConfig};
+use crate::consumer::ConsumerManager;
 use crate::error::{ErrorCode, SidecarError};
 use crate::kafka::SharedProducer;
 use crate::metrics::Metrics;
@@ -27,26 +33,39 @@ pub struct AppState {
     pub producer: Arc<SharedProducer>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Active consumer instances.
+    pub consumers: Arc<ConsumerManager>,
     /// Key format when a request names none.
     pub default_key_format: EmbeddedFormatName,
     /// Value format when a request names none.
     pub default_value_format: EmbeddedFormatName,
 }
 
-/// The API router.
-pub fn router(config: &HttpConfig, producer: Arc<SharedProducer>, metrics: Arc<Metrics>) -> Router {
+/// The API service: the router behind trailing-slash normalization.
+pub fn router(
+    config: &HttpConfig,
+    producer: Arc<SharedProducer>,
+    consumers: Arc<ConsumerManager>,
+    metrics: Arc<Metrics>,
+) -> NormalizePath<Router> {
     let state = AppState {
         producer,
         metrics,
+        consumers,
         default_key_format: config.default_key_format,
         default_value_format: config.default_value_format,
     };
-    Router::new()
+    let router = Router::new()
         .route("/producers/{topic}", post(produce::produce))
+        .route("/topics", get(topics::list))
+        .route("/topics/{topic}", get(topics::describe))
+        .route("/topics/{topic}/partitions", get(topics::partitions))
+        .merge(consumers::routes())
         .fallback(|| async { ApiError(SidecarError::new(ErrorCode::NotFound, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {
             ApiError(SidecarError::new(ErrorCode::InvalidRequest, "method not allowed on this endpoint"))
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .with_state(state)
+        .with_state(state);
+    NormalizePathLayer::trim_trailing_slash().layer(router)
 }

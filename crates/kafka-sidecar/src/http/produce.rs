@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::formats::EmbeddedFormat;
-use super::status::ApiError;
+use super::status::{ApiError, body_bytes};
 use crate::error::{ErrorCode, SidecarError};
 use crate::metrics::RequestLabels;
 use crate::record::{Origin, OutgoingRecord};
@@ -87,14 +87,7 @@ pub async fn produce(
     let client_id = header_text(&headers, CLIENT_ID_HEADER).unwrap_or("http").to_string();
     let client = state.metrics.client_label(&client_id);
     state.metrics.requests.get_or_create(&RequestLabels { api: "http_produce", client }).inc();
-    let body = body.map_err(|rejection| {
-        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ErrorCode::BodyTooLarge
-        } else {
-            ErrorCode::InvalidRequest
-        };
-        SidecarError::new(code, rejection.body_text())
-    })?;
+    let body = body_bytes(body)?;
     let request: ProduceRequest = serde_json::from_slice(&body).map_err(|error| {
         let code = match error.classify() {
             serde_json::error::Category::Data => ErrorCode::InvalidRequest,

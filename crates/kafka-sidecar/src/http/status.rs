@@ -2,16 +2,22 @@
 //! [`SidecarError`]; 429 answers also carry `Retry-After`.
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::error::{ErrorCode, SidecarError};
 
-/// The JSON error body.
+/// The JSON error body: seed 002's `Status` plus Confluent REST Proxy's `error_code`, so clients of
+/// either dialect read it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusBody {
+    /// Confluent's numeric code (e.g. 40403 for an unknown consumer instance).
+    #[serde(rename = "error_code")]
+    pub error_code: u32,
     /// The HTTP status.
     pub status_code: u16,
     /// The machine code.
@@ -31,8 +37,8 @@ fn description(code: ErrorCode) -> &'static str {
         ErrorCode::RecordTooLarge => "Split the record or raise producer.max_record_bytes.",
         ErrorCode::BodyTooLarge => "Send fewer records per request or raise http.max_body_bytes.",
         ErrorCode::InvalidBase64 => "Binary keys and values must be standard base64.",
-        ErrorCode::InvalidJson => "The body must be a JSON ProduceRequest.",
-        ErrorCode::InvalidRequest => "Check the request against the ProduceRequest schema.",
+        ErrorCode::InvalidJson => "The body must be JSON in the shape the endpoint documents.",
+        ErrorCode::InvalidRequest => "Check the request against the endpoint's schema (see the README).",
         ErrorCode::UnsupportedFormat => "Use binary, json or string; schema formats need the schema registry.",
         ErrorCode::DeliveryFailed => "Kafka did not acknowledge the record.",
         ErrorCode::NotDeliveredAtShutdown => "The sidecar stopped before Kafka acknowledged the record.",
@@ -40,8 +46,27 @@ fn description(code: ErrorCode) -> &'static str {
         ErrorCode::ShuttingDown => "The sidecar is shutting down; retry against its replacement.",
         ErrorCode::KafkaUnavailable => "The Kafka cluster could not be reached; retry later.",
         ErrorCode::NotFound => "No such endpoint.",
+        ErrorCode::ConsumerNotFound => "Create the consumer instance first; idle instances expire.",
+        ErrorCode::ConsumerExists => "Pick another instance name or delete the existing instance.",
+        ErrorCode::ConsumerState => "An instance either subscribes or assigns; a seek needs an owned partition.",
+        ErrorCode::FormatMismatch => "Fetch with the format the instance was created with.",
+        ErrorCode::TooManyConsumers => "Delete unused consumer instances or raise consumer.max_instances.",
+        ErrorCode::InvalidConsumerConfig => "Check the consumer settings in the create request.",
+        ErrorCode::KafkaError => "Kafka refused the operation; see the message.",
         ErrorCode::Internal => "An internal error; see the sidecar's log.",
     }
+}
+
+/// The request body, or the error its rejection means (`BODY_TOO_LARGE` past the cap).
+pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, SidecarError> {
+    body.map_err(|rejection| {
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::BodyTooLarge
+        } else {
+            ErrorCode::InvalidRequest
+        };
+        SidecarError::new(code, rejection.body_text())
+    })
 }
 
 /// An error as an HTTP response.
@@ -58,6 +83,7 @@ impl IntoResponse for ApiError {
         let code = self.0.code;
         let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = StatusBody {
+            error_code: code.confluent_code(),
             status_code: status.as_u16(),
             code: code.as_str(),
             message: self.0.message.clone(),

@@ -1,5 +1,5 @@
 //! Everything that talks to Kafka: the shared producer and its librdkafka plumbing, the embedded
-//! dev broker. Consumers will live here too.
+//! dev broker, and the librdkafka configuration of consumers (whose core is `crate::consumer`).
 
 mod admission;
 mod context;
@@ -11,3 +11,5 @@ mod topics;
 pub use admission::{ByteBudget, Permit};
 pub use dev_broker::DevBroker;
 pub use producer::{DrainReport, RECORD_OVERHEAD_BYTES, SharedProducer};
+pub use properties::{consumer_config, shared_consumer_properties};
+pub use topics::{PartitionDescription, TopicDescription};

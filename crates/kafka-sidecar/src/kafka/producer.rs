@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use super::admission::{ByteBudget, Permit};
 use super::context::{DeliveryTicket, ReportRoute, SidecarContext};
 use super::properties::producer_config;
-use super::topics::TopicCache;
+use super::topics::{TopicCache, TopicDescription};
 use crate::config::Config;
 use crate::delivery::DeliveryHub;
 use crate::error::{ErrorCode, SidecarError};
@@ -290,6 +290,11 @@ impl SharedProducer {
                 Err(SidecarError::new(ErrorCode::DeliveryFailed, format!("record refused by the producer: {error}")))
             }
         }
+    }
+
+    /// Topic metadata as the cluster has it now: one topic, or every topic with `None`.
+    pub async fn describe_topics(&self, topic: Option<&str>) -> Result<Vec<TopicDescription>, SidecarError> {
+        self.topics.describe(topic).await
     }
 
     /// Whether the producer can reach the cluster (metadata within `timeout`).

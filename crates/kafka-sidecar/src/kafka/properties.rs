@@ -1,9 +1,11 @@
-//! Builds librdkafka's producer configuration: sidecar-safe defaults, then the sidecar's typed keys,
-//! then the raw pass-through properties.
+//! Builds librdkafka's producer and consumer configurations: sidecar-safe defaults, then the
+//! sidecar's typed keys, then the raw pass-through properties (`kafka.properties`, and for consumers
+//! `consumer.properties` over those).
 
 use rdkafka::ClientConfig;
 
 use crate::config::Config;
+use crate::consumer::InstanceSettings;
 
 /// librdkafka's queue limit sits above the admission budget, so our budget refuses first and
 /// librdkafka's own `QueueFull` is only a backstop. Its accounting differs slightly from ours.
@@ -36,6 +38,54 @@ pub fn producer_config(config: &Config, bootstrap_servers: &str) -> ClientConfig
     client
 }
 
+/// A consumer instance's librdkafka configuration. Memory is bounded: librdkafka's own prefetch
+/// queue (64 MiB per consumer by default) is capped near the instance's prefetch bound.
+pub fn consumer_config(config: &Config, bootstrap_servers: &str, settings: &InstanceSettings) -> ClientConfig {
+    let consumer = &config.consumer;
+    let queue_kbytes = (consumer.prefetch_max_bytes as u64).div_ceil(1024).max(1);
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("client.id", format!("kafka-sidecar-{}", settings.name))
+        .set("group.id", &settings.group)
+        .set("partition.assignment.strategy", &consumer.partition_assignment_strategy)
+        .set("auto.offset.reset", settings.auto_offset_reset.as_str())
+        .set("enable.auto.commit", settings.auto_commit.to_string())
+        // Only what was returned to the app is stored, so auto-commit never commits a prefetch.
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.max.bytes", consumer.fetch_max_bytes.to_string())
+        // librdkafka raises fetch.max.bytes to message.max.bytes; keep the two together.
+        .set("message.max.bytes", consumer.fetch_max_bytes.to_string())
+        .set("max.partition.fetch.bytes", consumer.max_partition_fetch_bytes.to_string())
+        .set("queued.max.messages.kbytes", queue_kbytes.to_string())
+        .set("queued.min.messages", consumer.max_poll_records.max(1000).to_string())
+        .set("max.poll.interval.ms", consumer.max_poll_interval_ms.to_string())
+        .set("allow.auto.create.topics", "false");
+    if let Some(instance_id) = &settings.group_instance_id {
+        client.set("group.instance.id", instance_id);
+    }
+    for (key, value) in shared_consumer_properties(config) {
+        client.set(key, value);
+    }
+    client
+}
+
+/// `kafka.properties` then `consumer.properties`, without the producer-only ones: what every
+/// consumer-side client (instances, lag lookups) applies.
+pub fn shared_consumer_properties(config: &Config) -> impl Iterator<Item = (&String, &String)> {
+    config
+        .kafka
+        .properties
+        .iter()
+        .chain(&config.consumer.properties)
+        .filter(|(key, _)| !PRODUCER_ONLY_PROPERTIES.contains(&key.as_str()))
+}
+
+/// Shared `kafka.properties` that only a producer understands; librdkafka would warn about each
+/// on every consumer instance.
+const PRODUCER_ONLY_PROPERTIES: &[&str] =
+    &["acks", "request.required.acks", "enable.idempotence", "batch.size", "batch.num.messages", "retries"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +109,32 @@ mod tests {
         let mut config = Config::default();
         config.kafka.properties.insert("acks".into(), "1".into());
         assert_eq!(producer_config(&config, "b:9092").get("acks"), Some("1"));
+    }
+
+    #[test]
+    fn consumer_defaults_follow_seed_002_and_bound_the_prefetch() {
+        let mut config = Config::default();
+        config.kafka.properties.insert("acks".into(), "1".into());
+        config.kafka.properties.insert("session.timeout.ms".into(), "6000".into());
+        config.consumer.properties.insert("session.timeout.ms".into(), "7000".into());
+        let settings = InstanceSettings {
+            group: "g".into(),
+            name: "i".into(),
+            format: crate::config::EmbeddedFormatName::Binary,
+            auto_offset_reset: crate::config::OffsetReset::Earliest,
+            auto_commit: false,
+            fetch_min_bytes: 0,
+            request_timeout_ms: 1000,
+            group_instance_id: Some("static-1".into()),
+        };
+        let client = consumer_config(&config, "b:9092", &settings);
+        assert_eq!(client.get("fetch.max.bytes"), Some("102400"));
+        assert_eq!(client.get("max.partition.fetch.bytes"), Some("102400"));
+        assert_eq!(client.get("partition.assignment.strategy"), Some("cooperative-sticky"));
+        assert_eq!(client.get("queued.max.messages.kbytes"), Some("200"));
+        assert_eq!(client.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(client.get("group.instance.id"), Some("static-1"));
+        assert_eq!(client.get("session.timeout.ms"), Some("7000"), "consumer.properties win");
+        assert_eq!(client.get("acks"), None, "producer-only properties stay off consumers");
     }
 }

@@ -16,6 +16,28 @@ use rdkafka::producer::{Producer, ThreadedProducer};
 use super::context::SidecarContext;
 use crate::error::{ErrorCode, SidecarError};
 
+/// A topic as the cluster describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Name.
+    pub name: String,
+    /// Partitions in order.
+    pub partitions: Vec<PartitionDescription>,
+}
+
+/// One partition's replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDescription {
+    /// Partition number.
+    pub partition: i32,
+    /// Leader broker id (-1 without a leader).
+    pub leader: i32,
+    /// Replica broker ids.
+    pub replicas: Vec<i32>,
+    /// In-sync replica broker ids.
+    pub in_sync: Vec<i32>,
+}
+
 const UNKNOWN_TOPIC_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +98,45 @@ impl TopicCache {
                 _ => Err(error),
             },
         }
+    }
+
+    /// Describes one topic (`UNKNOWN_TOPIC` if missing) or, with `None`, every topic. Never cached:
+    /// metadata endpoints show the cluster as it is now.
+    pub async fn describe(&self, topic: Option<&str>) -> Result<Vec<TopicDescription>, SidecarError> {
+        let producer = Arc::clone(&self.producer);
+        let name = topic.map(str::to_string);
+        let timeout = self.lookup_timeout;
+        let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(name.as_deref(), timeout))
+            .await
+            .map_err(|error| SidecarError::new(ErrorCode::KafkaUnavailable, error.to_string()))?
+            .map_err(|error| {
+                SidecarError::new(ErrorCode::KafkaUnavailable, format!("cannot read metadata: {error}"))
+            })?;
+        let described: Vec<TopicDescription> = metadata
+            .topics()
+            .iter()
+            .filter(|found| found.error().is_none() && !found.partitions().is_empty())
+            .filter(|found| topic.is_none_or(|wanted| found.name() == wanted))
+            .map(|found| TopicDescription {
+                name: found.name().to_string(),
+                partitions: found
+                    .partitions()
+                    .iter()
+                    .map(|partition| PartitionDescription {
+                        partition: partition.id(),
+                        leader: partition.leader(),
+                        replicas: partition.replicas().to_vec(),
+                        in_sync: partition.isr().to_vec(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        if let Some(topic) = topic
+            && described.is_empty()
+        {
+            return Err(SidecarError::new(ErrorCode::UnknownTopic, format!("topic {topic:?} does not exist")));
+        }
+        Ok(described)
     }
 
     fn cached(&self, topic: &str) -> Option<(Instant, TopicState)> {

@@ -3,6 +3,8 @@
 //! Labels are `api`, `topic`, `client` and `code`; never a key or a session id. At most
 //! [`MAX_LABEL_VALUES`] distinct topics and clients get their own series; the rest share `other`.
 
+mod consumer;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +14,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+pub use consumer::{ConsumerCounters, ConsumerMetrics, GroupLabels, GroupTopicLabels, LagLabels};
 
 /// Distinct topic (and client) label values before new ones fold into `other`.
 pub const MAX_LABEL_VALUES: usize = 256;
@@ -100,6 +104,9 @@ pub struct Metrics {
     pub delivery_sessions: Gauge,
     /// 1 when ready.
     pub ready: Gauge,
+    /// Consumer instances and lag.
+    pub consumer: ConsumerMetrics,
+    groups: Mutex<HashSet<String>>,
     topics: Mutex<HashSet<String>>,
     clients: Mutex<HashSet<String>>,
     record_counters: Mutex<HashMap<RecordLabels, Arc<RecordCounters>>>,
@@ -127,6 +134,8 @@ impl Metrics {
             delivery_reports_pending: Gauge::default(),
             delivery_sessions: Gauge::default(),
             ready: Gauge::default(),
+            consumer: ConsumerMetrics::default(),
+            groups: Mutex::new(HashSet::new()),
             topics: Mutex::new(HashSet::new()),
             clients: Mutex::new(HashSet::new()),
             record_counters: Mutex::new(HashMap::new()),
@@ -158,6 +167,7 @@ impl Metrics {
         );
         r.register("delivery_sessions", "Sessions with kept delivery reports", metrics.delivery_sessions.clone());
         r.register("ready", "1 when the producer has cluster metadata", metrics.ready.clone());
+        metrics.consumer.register(r);
         Arc::new(Self { registry, ..metrics })
     }
 
@@ -165,6 +175,16 @@ impl Metrics {
     pub fn client_label(&self, client_id: &str) -> String {
         let client = if client_id.is_empty() { "unknown" } else { client_id };
         bounded(&self.clients, client)
+    }
+
+    /// The label value for a consumer group: itself while few are seen, else `other`.
+    pub fn group_label(&self, group: &str) -> String {
+        bounded(&self.groups, group)
+    }
+
+    /// The label value for a topic: itself while few are seen, else `other`.
+    pub fn topic_label(&self, topic: &str) -> String {
+        bounded(&self.topics, topic)
     }
 
     /// Counters for a (topic, client) pair; the client must come from [`Metrics::client_label`].

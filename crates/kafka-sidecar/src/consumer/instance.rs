@@ -1,0 +1,110 @@
+//! A handle on one consumer instance: async methods that send a [`Command`] to the instance's
+//! worker thread and await its answer. Cancel-safe: a caller that goes away only drops its reply
+//! (a fetch's records then stay buffered for the next fetch).
+
+use std::sync::Mutex;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::types::{
+    CommittedOffset, ConsumedRecord, FetchLimits, InstanceSettings, InstanceState, ProcessedOffset, SeekPosition,
+    Subscription, TopicPartition,
+};
+use super::worker::{Command, Reply};
+use crate::error::{ErrorCode, SidecarError};
+
+/// How long a busy instance's callers are asked to wait.
+const BUSY_RETRY: Duration = Duration::from_millis(100);
+
+/// One consumer instance.
+pub struct ConsumerInstance {
+    /// Its settings.
+    pub settings: InstanceSettings,
+    commands: SyncSender<Command>,
+    last_used: Mutex<Instant>,
+}
+
+impl ConsumerInstance {
+    pub(super) fn new(settings: InstanceSettings, commands: SyncSender<Command>) -> Self {
+        Self { settings, commands, last_used: Mutex::new(Instant::now()) }
+    }
+
+    /// When the app last used the instance.
+    pub fn last_used(&self) -> Instant {
+        *crate::sync::lock(&self.last_used)
+    }
+
+    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, SidecarError> {
+        *crate::sync::lock(&self.last_used) = Instant::now();
+        let (reply, answer) = oneshot::channel();
+        match self.commands.try_send(command(reply)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(SidecarError {
+                    code: ErrorCode::QueueFull,
+                    message: "the consumer instance has too many requests in progress".into(),
+                    retry_after: Some(BUSY_RETRY),
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(gone()),
+        }
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Subscribes; the instance joins its group in the background right away.
+    pub async fn subscribe(&self, subscription: Subscription) -> Result<(), SidecarError> {
+        self.call(|reply| Command::Subscribe(subscription, reply)).await
+    }
+
+    /// Drops the subscription.
+    pub async fn unsubscribe(&self) -> Result<(), SidecarError> {
+        self.call(Command::Unsubscribe).await
+    }
+
+    /// Assigns partitions by hand.
+    pub async fn assign(&self, partitions: Vec<TopicPartition>) -> Result<(), SidecarError> {
+        self.call(|reply| Command::Assign(partitions, reply)).await
+    }
+
+    /// Returns buffered records, long-polling up to `limits.timeout`.
+    pub async fn fetch(&self, limits: FetchLimits) -> Result<Vec<ConsumedRecord>, SidecarError> {
+        self.call(|reply| Command::Fetch(limits, reply)).await
+    }
+
+    /// Commits processed offsets, or everything returned so far with `None`.
+    pub async fn commit(&self, offsets: Option<Vec<ProcessedOffset>>) -> Result<Vec<CommittedOffset>, SidecarError> {
+        self.call(|reply| Command::Commit(offsets, reply)).await
+    }
+
+    /// The group's committed offsets for `partitions`.
+    pub async fn committed(&self, partitions: Vec<TopicPartition>) -> Result<Vec<CommittedOffset>, SidecarError> {
+        self.call(|reply| Command::Committed(partitions, reply)).await
+    }
+
+    /// Moves partitions' positions.
+    pub async fn seek(&self, targets: Vec<(TopicPartition, SeekPosition)>) -> Result<(), SidecarError> {
+        self.call(|reply| Command::Seek(targets, reply)).await
+    }
+
+    /// Subscription and assignment.
+    pub async fn state(&self) -> Result<InstanceState, SidecarError> {
+        self.call(Command::State).await
+    }
+
+    /// Leaves the group and stops the worker; waits until the consumer is closed.
+    pub(super) async fn close(&self) {
+        let (reply, answer) = oneshot::channel();
+        let commands = self.commands.clone();
+        // A full queue must still get the close, so wait for room off the runtime.
+        let sent = tokio::task::spawn_blocking(move || commands.send(Command::Close(reply)).is_ok()).await;
+        if matches!(sent, Ok(true)) {
+            let _ = answer.await;
+        }
+    }
+}
+
+fn gone() -> SidecarError {
+    SidecarError::new(ErrorCode::ConsumerNotFound, "the consumer instance was closed")
+}

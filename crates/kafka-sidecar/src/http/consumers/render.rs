@@ -1,0 +1,178 @@
+//! Consumed records as JSON in the instance's format: binary as base64, json embedded as JSON,
+//! string as UTF-8 text. A key, value or header that does not decode in that format is returned
+//! with an `error` field and its raw bytes in base64 (`key_base64`, `value_base64`), never skipped.
+//!
+//! Records are serialized straight from their bytes (embedded JSON is validated, not rebuilt).
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::value::RawValue;
+
+use crate::config::EmbeddedFormatName;
+use crate::consumer::ConsumedRecord;
+
+/// A key, value or header value rendered in a format.
+enum Rendered<'a> {
+    Null,
+    Text(Cow<'a, str>),
+    Json(&'a RawValue),
+}
+
+impl Serialize for Rendered<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Null => serializer.serialize_none(),
+            Self::Text(text) => serializer.serialize_str(text),
+            Self::Json(raw) => raw.serialize(serializer),
+        }
+    }
+}
+
+fn render<'a>(format: EmbeddedFormatName, bytes: Option<&'a Bytes>) -> Result<Rendered<'a>, String> {
+    let Some(bytes) = bytes else { return Ok(Rendered::Null) };
+    match format {
+        EmbeddedFormatName::Json => serde_json::from_slice::<&RawValue>(bytes)
+            .map(Rendered::Json)
+            .map_err(|error| format!("not valid JSON: {error}")),
+        EmbeddedFormatName::String => std::str::from_utf8(bytes)
+            .map(|text| Rendered::Text(Cow::Borrowed(text)))
+            .map_err(|error| format!("not valid UTF-8: {error}")),
+        _ => Ok(Rendered::Text(Cow::Owned(STANDARD.encode(bytes)))),
+    }
+}
+
+/// Header values: base64 for binary instances, UTF-8 text otherwise (base64 when not UTF-8).
+struct HeadersJson<'a>(&'a [(String, Option<Bytes>)], EmbeddedFormatName);
+
+impl Serialize for HeadersJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            let rendered = match (value, self.1) {
+                (None, _) => Rendered::Null,
+                (Some(bytes), EmbeddedFormatName::Binary) => Rendered::Text(Cow::Owned(STANDARD.encode(bytes))),
+                (Some(bytes), _) => match std::str::from_utf8(bytes) {
+                    Ok(text) => Rendered::Text(Cow::Borrowed(text)),
+                    Err(_) => Rendered::Text(Cow::Owned(STANDARD.encode(bytes))),
+                },
+            };
+            map.serialize_entry(name, &rendered)?;
+        }
+        map.end()
+    }
+}
+
+/// One record of a fetch response.
+#[derive(Serialize)]
+pub struct RecordJson<'a> {
+    topic: &'a str,
+    key: Rendered<'a>,
+    value: Rendered<'a>,
+    partition: i32,
+    offset: i64,
+    headers: HeadersJson<'a>,
+    timestamp: Option<i64>,
+    timestamp_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_base64: Option<String>,
+}
+
+impl<'a> RecordJson<'a> {
+    /// Renders `record` in `format`.
+    pub fn new(record: &'a ConsumedRecord, format: EmbeddedFormatName) -> Self {
+        let mut errors = Vec::new();
+        let mut raw = |field: &str, bytes: Option<&'a Bytes>| match render(format, bytes) {
+            Ok(rendered) => (rendered, None),
+            Err(why) => {
+                errors.push(format!("{field} is {why}"));
+                (Rendered::Null, bytes.map(|bytes| STANDARD.encode(bytes)))
+            }
+        };
+        let (key, key_base64) = raw("key", record.key.as_ref());
+        let (value, value_base64) = raw("value", record.value.as_ref());
+        Self {
+            topic: &record.topic,
+            key,
+            value,
+            partition: record.partition,
+            offset: record.offset,
+            headers: HeadersJson(&record.headers, format),
+            timestamp: record.timestamp.map(|(ms, _)| ms),
+            timestamp_type: record.timestamp.map(|(_, kind)| kind.as_str()),
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+            key_base64,
+            value_base64,
+        }
+    }
+}
+
+/// The JSON array of a fetch response.
+pub fn records_json(records: &[ConsumedRecord], format: EmbeddedFormatName) -> Result<Vec<u8>, serde_json::Error> {
+    let payload: usize = records.iter().map(ConsumedRecord::payload_bytes).sum();
+    let mut body = Vec::with_capacity(payload * 4 / 3 + records.len() * 160 + 2);
+    let mut serializer = serde_json::Serializer::new(&mut body);
+    serializer.collect_seq(records.iter().map(|record| RecordJson::new(record, format)))?;
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::consumer::TimestampKind;
+
+    fn record(key: &[u8], value: &[u8]) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: Arc::from("t"),
+            partition: 2,
+            offset: 7,
+            key: Some(Bytes::copy_from_slice(key)),
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: vec![("trace".into(), Some(Bytes::from_static(b"abc"))), ("empty".into(), None)],
+            timestamp: Some((1_700_000_000_000, TimestampKind::CreateTime)),
+        }
+    }
+
+    fn rendered(record: &ConsumedRecord, format: EmbeddedFormatName) -> Value {
+        let body = records_json(std::slice::from_ref(record), format).expect("serialize");
+        serde_json::from_slice::<Value>(&body).expect("json")[0].clone()
+    }
+
+    #[test]
+    fn each_format_renders_keys_values_and_headers() {
+        let json_record = rendered(&record(b"\"k\"", br#"{"a":[1,2]}"#), EmbeddedFormatName::Json);
+        assert_eq!(json_record["value"], json!({"a": [1, 2]}));
+        assert_eq!(json_record["key"], json!("k"));
+        assert_eq!(json_record["headers"], json!({"trace": "abc", "empty": null}));
+        assert_eq!(json_record["timestamp_type"], json!("CREATE_TIME"));
+        let binary = rendered(&record(b"k", b"abc"), EmbeddedFormatName::Binary);
+        assert_eq!(binary["value"], json!("YWJj"));
+        assert_eq!(binary["headers"]["trace"], json!("YWJj"));
+        let string = rendered(&record(b"k", b"hello"), EmbeddedFormatName::String);
+        assert_eq!(string["value"], json!("hello"));
+        assert!(string.get("error").is_none());
+    }
+
+    #[test]
+    fn undecodable_values_come_back_with_an_error_and_their_bytes() {
+        let bad = rendered(&record(b"k", b"not json"), EmbeddedFormatName::Json);
+        assert_eq!(bad["value"], Value::Null);
+        assert_eq!(bad["value_base64"], json!(STANDARD.encode("not json")));
+        assert!(bad["error"].as_str().expect("error").starts_with("key is not valid JSON"), "{bad}");
+        let not_utf8 = rendered(&record(b"k", &[0xff, 0xfe]), EmbeddedFormatName::String);
+        assert!(not_utf8["error"].as_str().expect("error").contains("value is not valid UTF-8"));
+        assert_eq!(not_utf8["key"], json!("k"));
+    }
+}
