@@ -9,6 +9,8 @@ or, to choose by configuration only, ``from kafka_sidecar.compat import Producer
 
 from __future__ import annotations
 
+# Registers the at-fork hooks that keep every librdkafka handle alive in forked children.
+from . import _forksafe  # noqa: F401
 from ._errors import HAVE_CONFLUENT_KAFKA, KafkaError, KafkaException
 from ._message import Message
 from ._producer import Producer

@@ -13,6 +13,8 @@ Example::
 Everything a process owns (records, threads, gRPC channel, fallback producer) sits in a
 per-process core. A forked child notices (``os.register_at_fork`` plus a pid check), abandons the
 parent's core without touching its locks or sockets, and starts an empty one with a new session.
+Inherited librdkafka handles, this client's and the application's, are never destroyed in a child
+(see ``_forksafe``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from ._routes import (Routes, forget_all_after_fork, pause_all_for_fork,
                       resume_all_after_fork)
 from ._transport import SidecarChannel
 
-# Cores and route threads abandoned by fork. Their gRPC channels and librdkafka handles belong to
-# the parent: destroying them in the child could block on locks of threads that do not exist
-# here, so they are kept alive and never touched again.
+# Cores and route threads abandoned by fork. Their gRPC channels belong to the parent: closing
+# them in the child could block on locks of threads that do not exist here, so they are kept
+# alive and never touched again. Their librdkafka handles are kept by _forksafe, even past exit.
 _abandoned: list[Any] = []
 _producers: "weakref.WeakSet[Producer]" = weakref.WeakSet()
 
@@ -105,10 +107,11 @@ class Producer:
         be written by the sidecar.
         """
         core = self._current_core()
-        direct = core.purge(in_queue, in_flight)
+        direct_records = core.purge(in_queue, in_flight)
         routes = self._routes
-        if direct and routes is not None and routes.direct is not None:
-            routes.direct.purge(in_queue, in_flight, blocking)
+        direct = routes.direct if routes is not None else None  # close() may release it
+        if direct_records and direct is not None:
+            direct.purge(in_queue, in_flight, blocking)
 
     def __len__(self) -> int:
         """Records not yet reported plus callbacks not yet served, as in confluent-kafka."""

@@ -8,6 +8,12 @@
 * The delivery thread reads the session's ``DeliveryStream`` and resolves records.
 * The pump thread polls the direct producer so its delivery reports reach our event queue.
 
+The direct producer is released as soon as the routes stop (``close()``, or the Producer being
+dropped), and nothing it references points back at the routes: it must be destroyed by reference
+count in a thread of this process, never left in a reference cycle for the collector to destroy
+at a time and in a thread nobody chose (a librdkafka-owned one aborts). Forked children never
+destroy it at all (see ``_forksafe``).
+
 Any failure to talk to the sidecar (call error, deadline, stream end, ``SHUTTING_DOWN``) ends
 the session: every record without a delivery report is re-sent on the next route.
 
@@ -40,6 +46,18 @@ _PROBE_TIMEOUT_S = 0.5
 _DIRECT_CHUNK = 1000
 _TERMINAL_CALL_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
                         grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE)
+
+
+def _forward(core: Core, callback: Any) -> Any:
+    """Run a direct producer's error/stats callback from the application's poll().
+
+    A function of the core, not a method: a closure over the routes would make routes -> direct
+    producer -> callback -> routes a cycle, leaving the producer to the collector.
+    """
+    def forward(*arguments: Any) -> None:
+        with core.lock:
+            core.add_event(callback, *arguments)
+    return forward
 
 
 # Every started Routes of this process, kept strongly: their threads outlive a dropped Producer
@@ -92,25 +110,33 @@ class Routes:
         _live.discard(self)
         if self.core.pid != os.getpid():
             return  # inherited from a parent: its lock may be held by a thread that is gone
+        self._close_core()
+        self._release_direct()
+
+    def stop(self, timeout: float) -> None:
+        _live.discard(self)
+        self._close_core()
+        for thread in self.threads:
+            thread.join(timeout)
+        direct = self._release_direct()
+        if direct is not None:
+            direct.flush(timeout)
+        if self.channel is not None:
+            self.channel.close()
+
+    def _close_core(self) -> None:
         with self.core.lock:
             self.core.closed = True
             if self.core.stream is not None:
                 self.core.stream.cancel()
             self.core.cond.notify_all()
 
-    def stop(self, timeout: float) -> None:
-        _live.discard(self)
+    def _release_direct(self) -> Any:
+        """Drop our reference to the direct producer and return it: once the caller (and a
+        pump thread still inside ``poll()``) lets go, it is destroyed there and then."""
         with self.core.lock:
-            self.core.closed = True
-            if self.core.stream is not None:
-                self.core.stream.cancel()
-            self.core.cond.notify_all()
-        for thread in self.threads:
-            thread.join(timeout)
-        if self.direct is not None:
-            self.direct.flush(timeout)
-        if self.channel is not None:
-            self.channel.close()
+            direct, self.direct = self.direct, None
+        return direct
 
     def pause_for_fork(self, timeout: float = 2.0) -> None:
         """Before ``fork()``: hold new gRPC calls and wait (bounded) for running ones to end."""
@@ -360,7 +386,8 @@ class Routes:
         return on_delivery
 
     def _direct_producer(self) -> Any:
-        if self.direct is None:
+        direct = self.direct
+        if direct is None:
             import confluent_kafka
 
             conf = {key: value for key, value in self.settings.direct_conf.items()
@@ -368,19 +395,12 @@ class Routes:
             for name in ("error_cb", "stats_cb"):
                 user_callback = self.settings.__dict__[name]
                 if user_callback is not None:
-                    conf[name] = self._forward(user_callback)
-            producer = confluent_kafka.Producer(conf)
+                    conf[name] = _forward(self.core, user_callback)
+            direct = confluent_kafka.Producer(conf)
             with self.core.lock:
-                self.direct = producer
+                self.direct = direct
                 self.core.cond.notify_all()
-        return self.direct
-
-    def _forward(self, callback: Any) -> Any:
-        """Run a direct producer's error/stats callback from the application's poll()."""
-        def forward(*arguments: Any) -> None:
-            with self.core.lock:
-                self.core.add_event(callback, *arguments)
-        return forward
+        return direct
 
     def _draining_step(self) -> None:
         """Sidecar healthy again: let direct records land first so per-key order holds."""
@@ -402,7 +422,8 @@ class Routes:
                     core.cond.wait(1.0)
                 if core.closed:
                     return
-            self.direct.poll(0.1)
+                direct = self.direct  # stop() may release it while we poll
+            direct.poll(0.1)
 
     # ---- delivery reports ------------------------------------------------------------------
 
