@@ -40,6 +40,8 @@ pub enum ErrorCode {
     KafkaUnavailable,
     /// No such route.
     NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
     /// No consumer instance by that group and name.
     ConsumerNotFound,
     /// A consumer instance by that name already exists in the group.
@@ -79,6 +81,7 @@ impl ErrorCode {
             Self::UnknownSession => "UNKNOWN_SESSION",
             Self::KafkaUnavailable => "KAFKA_UNAVAILABLE",
             Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::ConsumerNotFound => "CONSUMER_NOT_FOUND",
             Self::ConsumerExists => "CONSUMER_EXISTS",
             Self::ConsumerState => "CONSUMER_STATE",
@@ -97,6 +100,7 @@ impl ErrorCode {
             Self::UnknownTopic | Self::NotFound | Self::ConsumerNotFound => 404,
             Self::UnknownSession | Self::ConsumerExists | Self::ConsumerState => 409,
             Self::FormatMismatch => 406,
+            Self::MethodNotAllowed => 405,
             Self::InvalidConsumerConfig => 422,
             Self::RecordTooLarge | Self::BodyTooLarge => 413,
             Self::InvalidTopic
@@ -137,6 +141,7 @@ impl ErrorCode {
             Self::ConsumerExists => Code::AlreadyExists,
             Self::ConsumerState => Code::FailedPrecondition,
             Self::FormatMismatch | Self::InvalidConsumerConfig => Code::InvalidArgument,
+            Self::MethodNotAllowed => Code::Unimplemented,
             Self::KafkaError => Code::Unknown,
             Self::InvalidTopic
             | Self::InvalidPartition

@@ -118,16 +118,21 @@ fn env_path(name: &str) -> Result<Option<Vec<String>>, ConfigError> {
         });
     }
     let mut path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-    if path.len() == 3 && path[0] == "kafka" && path[1] == "properties" {
+    if path.len() == 3 && PASS_THROUGH_SECTIONS.contains(&path[0].as_str()) && path[1] == "properties" {
         path[2] = path[2].replace('_', ".");
     }
     Ok(Some(path))
 }
 
-/// `kafka.properties.socket.timeout.ms` keeps the property name whole.
+/// Sections whose `properties` map passes raw librdkafka properties through.
+const PASS_THROUGH_SECTIONS: &[&str] = &["kafka", "consumer"];
+
+/// `kafka.properties.socket.timeout.ms` (and `consumer.properties...`) keeps the property name whole.
 fn dotted_path(key: &str) -> Vec<String> {
-    if let Some(property) = key.strip_prefix("kafka.properties.") {
-        return vec!["kafka".into(), "properties".into(), property.into()];
+    for section in PASS_THROUGH_SECTIONS {
+        if let Some(property) = key.strip_prefix(&format!("{section}.properties.")) {
+            return vec![(*section).into(), "properties".into(), property.into()];
+        }
     }
     key.split('.').map(str::to_string).collect()
 }
@@ -196,13 +201,18 @@ mod tests {
                 ("KAFKA_SIDECAR_MODE", "auto"),
                 ("PATH", "/bin"),
             ],
-            &["producer.linger_ms=9", "kafka.properties.client.id=orders"],
+            &[
+                "producer.linger_ms=9",
+                "kafka.properties.client.id=orders",
+                "consumer.properties.session.timeout.ms=6000",
+            ],
         )
         .expect("loads");
         assert_eq!(config.producer.linger_ms, 9);
         assert_eq!(config.kafka.bootstrap_servers, "a:9092");
         assert_eq!(config.kafka.properties["socket.timeout.ms"], "1234");
         assert_eq!(config.kafka.properties["client.id"], "orders");
+        assert_eq!(config.consumer.properties["session.timeout.ms"], "6000");
     }
 
     #[test]

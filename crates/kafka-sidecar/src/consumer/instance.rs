@@ -38,6 +38,10 @@ impl ConsumerInstance {
 
     async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, SidecarError> {
         *crate::sync::lock(&self.last_used) = Instant::now();
+        self.send(command).await
+    }
+
+    async fn send<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, SidecarError> {
         let (reply, answer) = oneshot::channel();
         match self.commands.try_send(command(reply)) {
             Ok(()) => {}
@@ -91,6 +95,12 @@ impl ConsumerInstance {
     /// Subscription and assignment.
     pub async fn state(&self) -> Result<InstanceState, SidecarError> {
         self.call(Command::State).await
+    }
+
+    /// Subscription and assignment, for the sidecar's own use (lag export): does not count as
+    /// the app using the instance, so it cannot keep an idle instance from expiring.
+    pub async fn state_unobserved(&self) -> Result<InstanceState, SidecarError> {
+        self.send(Command::State).await
     }
 
     /// Leaves the group and stops the worker; waits until the consumer is closed.

@@ -138,7 +138,7 @@ fn probe_time_lag(consumer: &BaseConsumer, lags: &mut [PartitionLag]) {
 pub async fn group_topics(manager: &ConsumerManager, group: &str) -> BTreeSet<String> {
     let mut topics = BTreeSet::new();
     for instance in manager.groups().remove(group).unwrap_or_default() {
-        if let Ok(state) = instance.state().await {
+        if let Ok(state) = instance.state_unobserved().await {
             topics.extend(state.assignment.into_iter().map(|partition| partition.topic));
             if instance_subscribes_by_name(&state.subscription) {
                 topics.extend(state.subscription);

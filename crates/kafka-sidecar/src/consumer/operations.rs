@@ -16,7 +16,12 @@ use super::worker::{Mode, PendingSeek, Worker, partition_list};
 use crate::error::{ErrorCode, SidecarError};
 
 /// How long a seek on a partition that is assigned but not yet fetching keeps being retried.
+/// How long a commit that meets a rebalance keeps being retried, and how often.
+const COMMIT_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+const REBALANCE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 const SEEK_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one seek waits for librdkafka to confirm it.
+const SEEK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn kafka_error(action: &str, error: &KafkaError) -> SidecarError {
     SidecarError::new(ErrorCode::KafkaError, format!("{action} failed: {error}"))
@@ -92,55 +97,47 @@ impl Worker {
         let positions = self.buffer.returned_positions();
         if self.auto_commit
             && !positions.is_empty()
-            && let Err(error) = self.commit_positions(&positions)
+            && let Err(error) = self.commit(None)
         {
             tracing::warn!(error = %error, "cannot commit returned records before changing the assignment");
         }
     }
 
+    /// Commits processed offsets, or with `None` what was returned so far. A commit that meets a
+    /// rebalance (stale generation) is retried after the rebalance has been served, for a while;
+    /// an empty commit then covers only the partitions still owned.
     pub(super) fn commit(
         &mut self,
         offsets: Option<Vec<ProcessedOffset>>,
     ) -> Result<Vec<CommittedOffset>, SidecarError> {
-        let Some(offsets) = offsets else {
-            let positions = self.buffer.returned_positions();
-            if positions.is_empty() {
-                return Ok(Vec::new());
+        let explicit = offsets.map(|offsets| processed_list(&offsets)).transpose()?;
+        let deadline = Instant::now() + COMMIT_RETRY;
+        loop {
+            let list = match &explicit {
+                Some(list) => list.clone(),
+                None => {
+                    let positions = self.buffer.returned_positions();
+                    if positions.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    positions_list(&positions)?
+                }
+            };
+            match self.consumer.commit(&list, CommitMode::Sync) {
+                Ok(()) => return Ok(committed_from(&list)),
+                Err(error) if rebalancing(&error) && Instant::now() < deadline => {
+                    std::thread::sleep(REBALANCE_POLL);
+                    self.drain_kafka();
+                }
+                Err(error) => {
+                    self.counters.commit_failures.inc();
+                    if rebalancing(&error) {
+                        return Err(state_error(format!("the group is rebalancing; commit again: {error}")));
+                    }
+                    return Err(kafka_error("commit", &error));
+                }
             }
-            return self.commit_positions(&positions);
-        };
-        let mut list = TopicPartitionList::with_capacity(offsets.len());
-        for processed in &offsets {
-            let next = processed.offset.checked_add(1).filter(|next| *next >= 0).ok_or_else(|| {
-                SidecarError::new(ErrorCode::InvalidRequest, format!("offset {} cannot be committed", processed.offset))
-            })?;
-            let mut element = list.add_partition(&processed.topic, processed.partition);
-            element.set_offset(Offset::Offset(next)).map_err(|error| kafka_error("commit", &error))?;
-            if let Some(metadata) = &processed.metadata {
-                element.set_metadata(metadata.as_str());
-            }
         }
-        self.commit_list(&list)
-    }
-
-    pub(super) fn commit_positions(
-        &mut self,
-        positions: &[(TopicPartition, i64)],
-    ) -> Result<Vec<CommittedOffset>, SidecarError> {
-        let mut list = TopicPartitionList::with_capacity(positions.len());
-        for (partition, next) in positions {
-            list.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(*next))
-                .map_err(|error| kafka_error("commit", &error))?;
-        }
-        self.commit_list(&list)
-    }
-
-    fn commit_list(&mut self, list: &TopicPartitionList) -> Result<Vec<CommittedOffset>, SidecarError> {
-        if let Err(error) = self.consumer.commit(list, CommitMode::Sync) {
-            self.counters.commit_failures.inc();
-            return Err(kafka_error("commit", &error));
-        }
-        Ok(committed_from(list))
     }
 
     pub(super) fn committed(&self, partitions: &[TopicPartition]) -> Result<Vec<CommittedOffset>, SidecarError> {
@@ -214,8 +211,8 @@ impl Worker {
             .collect())
     }
 
-    /// Applies seeks librdkafka has not taken yet; a partition that is assigned but not yet
-    /// fetching refuses a seek with a state error, so it is retried for a while.
+    /// Applies seeks librdkafka has not taken yet: a partition that is assigned but not started
+    /// refuses a seek with a state error, so it is retried for a while.
     pub(super) fn retry_pending_seeks(&mut self) {
         if self.pending_seeks.is_empty() {
             return;
@@ -227,12 +224,17 @@ impl Worker {
             if list.add_partition_offset(&seek.partition.topic, seek.partition.partition, seek.offset).is_err() {
                 continue;
             }
+            // Waiting for librdkafka's answer tells a refused seek from an applied one.
             let outcome = self
                 .consumer
-                .seek_partitions(list, std::time::Duration::ZERO)
+                .seek_partitions(list, SEEK_WAIT)
                 .and_then(|list| list.elements().first().map_or(Ok(()), |element| element.error()));
             match outcome {
                 Ok(()) => self.buffer.purge(std::slice::from_ref(&seek.partition), false),
+                // Still being applied when the wait ended: it takes effect, so do not seek again.
+                Err(error) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::InProgress) => {
+                    self.buffer.purge(std::slice::from_ref(&seek.partition), false);
+                }
                 Err(error) if now < seek.until && retriable_seek(&error) => self.pending_seeks.push(seek),
                 Err(error) => tracing::warn!(
                     topic = %seek.partition.topic, partition = seek.partition.partition, error = %error,
@@ -243,9 +245,48 @@ impl Worker {
     }
 }
 
+/// Errors a commit meets while the group rebalances; it succeeds once the member has rejoined.
+fn rebalancing(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::State
+        )
+    )
+}
+
+fn processed_list(offsets: &[ProcessedOffset]) -> Result<TopicPartitionList, SidecarError> {
+    let mut list = TopicPartitionList::with_capacity(offsets.len());
+    for processed in offsets {
+        let next = processed.offset.checked_add(1).filter(|next| *next >= 0).ok_or_else(|| {
+            SidecarError::new(ErrorCode::InvalidRequest, format!("offset {} cannot be committed", processed.offset))
+        })?;
+        let mut element = list.add_partition(&processed.topic, processed.partition);
+        element.set_offset(Offset::Offset(next)).map_err(|error| kafka_error("commit", &error))?;
+        if let Some(metadata) = &processed.metadata {
+            element.set_metadata(metadata.as_str());
+        }
+    }
+    Ok(list)
+}
+
+fn positions_list(positions: &[(TopicPartition, i64)]) -> Result<TopicPartitionList, SidecarError> {
+    let mut list = TopicPartitionList::with_capacity(positions.len());
+    for (partition, next) in positions {
+        list.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(*next))
+            .map_err(|error| kafka_error("commit", &error))?;
+    }
+    Ok(list)
+}
+
 fn retriable_seek(error: &KafkaError) -> bool {
     match error.rdkafka_error_code() {
-        Some(code) => matches!(code, RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition),
+        Some(code) => {
+            matches!(code, RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition)
+        }
         // seek_partitions reports whole-call failures by name only.
         None => error.to_string().contains("State"),
     }

@@ -203,7 +203,7 @@ impl Worker {
 
     /// Moves what librdkafka holds into the buffer, up to the prefetch bound; while the buffer is
     /// full it still polls once, which keeps the group membership alive.
-    fn drain_kafka(&mut self) {
+    pub(super) fn drain_kafka(&mut self) {
         loop {
             let full = self.buffer.held_bytes() >= self.prefetch_max_bytes;
             let polled = match self.consumer.poll(Duration::ZERO) {
@@ -323,13 +323,10 @@ impl Worker {
     }
 
     fn close(&mut self) {
-        if self.auto_commit {
-            let positions = self.buffer.returned_positions();
-            if !positions.is_empty()
-                && let Err(error) = self.commit_positions(&positions)
-            {
-                tracing::warn!(error = %error, "cannot commit returned records while closing the instance");
-            }
+        if self.auto_commit
+            && let Err(error) = self.commit(None)
+        {
+            tracing::warn!(error = %error, "cannot commit returned records while closing the instance");
         }
         if let Some(waiter) = self.waiter.take() {
             let _ = waiter.reply.send(Ok(Vec::new()));

@@ -63,7 +63,7 @@ pub fn router(
         .merge(consumers::routes())
         .fallback(|| async { ApiError(SidecarError::new(ErrorCode::NotFound, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {
-            ApiError(SidecarError::new(ErrorCode::InvalidRequest, "method not allowed on this endpoint"))
+            ApiError(SidecarError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint"))
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state);

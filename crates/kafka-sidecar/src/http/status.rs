@@ -46,6 +46,7 @@ fn description(code: ErrorCode) -> &'static str {
         ErrorCode::ShuttingDown => "The sidecar is shutting down; retry against its replacement.",
         ErrorCode::KafkaUnavailable => "The Kafka cluster could not be reached; retry later.",
         ErrorCode::NotFound => "No such endpoint.",
+        ErrorCode::MethodNotAllowed => "The endpoint exists; the Allow header lists its methods.",
         ErrorCode::ConsumerNotFound => "Create the consumer instance first; idle instances expire.",
         ErrorCode::ConsumerExists => "Pick another instance name or delete the existing instance.",
         ErrorCode::ConsumerState => "An instance either subscribes or assigns; a seek needs an owned partition.",
