@@ -27,6 +27,16 @@ def median_range(stat: dict[str, Any], fmt: Any) -> str:
     return fmt(stat["median"])
 
 
+def times(ratio: float) -> str:
+    """A ratio; two significant digits below 0.1x so a tiny one does not print as 0.00x."""
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
+def over(value: float, base: float) -> str:
+    """``value / base`` as a ratio, or – when the base is 0 (a CPU time below one clock tick)."""
+    return times(value / base) if base > 0 else "–"
+
+
 def verdict(met: bool) -> str:
     return "met" if met else "**missed**"
 
@@ -128,7 +138,7 @@ def footprint_rows(results: dict[str, Any]) -> list[list[str]]:
         sidecar = row["sidecar"]["sidecar_cpu_s_per_million"]["median"]
         rows.append([f"CPU-s per million records, N={row['workers']}, {row['value_size']} B "
                      f"(workers; sidecar mode: workers + sidecar)", f"{direct:.2f}",
-                     f"{workers:.2f} + {sidecar:.2f}", f"{(workers + sidecar) / direct:.2f}x", "", ""])
+                     f"{workers:.2f} + {sidecar:.2f}", over(workers + sidecar, direct), "", ""])
         rows.append([f"Worker RSS, sum of N={row['workers']} processes, {row['value_size']} B",
                      f"{row['direct']['worker_rss_bytes'] / MIB:.0f} MiB",
                      f"{row['sidecar']['worker_rss_bytes'] / MIB:.0f} MiB + sidecar "
@@ -163,10 +173,80 @@ def overload_rows(results: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _limits(settings: list[str]) -> str:
+    """A sidecar variant's settings, short: ``request_max_bytes=4194304, ...`` or ``defaults``."""
+    if not settings:
+        return "default limits (request_max_bytes 200 KiB, prefetch 200 KiB, max_poll_records 100)"
+    return "large limits (" + ", ".join(setting.removeprefix("consumer.") for setting in settings) + ")"
+
+
+def consume_rows(results: dict[str, Any]) -> list[list[str]]:
+    consume = results.get("consume")
+    if consume is None:
+        return []
+    if "error" in consume:
+        return [failed_row("Consume throughput", consume["error"])]
+    rows = []
+    direct = consume["direct"]
+    budget = results["config"]["consume_max_seconds"]
+    for name, settings in consume["limits"].items():
+        sidecar = consume[f"sidecar_{name}"]
+        partial = (f"; {sidecar['incomplete_runs']} run(s) stopped at the {budget} s budget"
+                   if sidecar["incomplete_runs"] else "")
+        rows.append([f"Consume throughput, {consume['value_size']} B values, {consume['partitions']} partitions, "
+                     f"one consumer, {_limits(settings)}: {sidecar['records_per_fetch']:,.0f} records per fetch, "
+                     f"slowest fetch {sidecar['slowest_fetch_ms']:,.0f} ms{partial} (records/s read, first to last)",
+                     median_range(direct["records_per_s"], rate), median_range(sidecar["records_per_s"], rate),
+                     over(sidecar["records_per_s"]["median"], direct["records_per_s"]["median"]), "", ""])
+    for name, settings in consume["limits"].items():
+        sidecar = consume[f"sidecar_{name}"]
+        base = direct["client_cpu_s_per_million"]["median"]
+        client = sidecar["client_cpu_s_per_million"]["median"]
+        own = sidecar["sidecar_cpu_s_per_million"]["median"]
+        rows.append([f"Consume CPU-s per million records, {_limits(settings)} (consumer process; sidecar mode: "
+                     f"HTTP client + sidecar)", f"{base:.2f}", f"{client:.2f} + {own:.2f}",
+                     over(client + own, base), "", ""])
+    if "direct_tuned" in consume:
+        tuned = consume["direct_tuned"]
+        rows.append([f"Consume throughput reference: the direct consumer with `{consume['tuned_direct']}` "
+                     "(librdkafka's default is 1000 ms; no sidecar involved)", median_range(tuned["records_per_s"], rate),
+                     "–", "", "", ""])
+    first = [consume[f"sidecar_{name}"]["first_record_ms"]["median"] for name in consume["limits"]]
+    rows.append(["Consume: time from the assignment to the first record (sidecar: " +
+                 " / ".join(f"{name.removesuffix('s')} limits" for name in consume["limits"]) + ")",
+                 ms(direct["first_record_ms"]["median"]), " / ".join(ms(value) for value in first), "", "", ""])
+    return rows
+
+
+def idle_consumer_rows(results: dict[str, Any]) -> list[list[str]]:
+    idle = results.get("idle_consumers")
+    if idle is None:
+        return []
+    if "error" in idle:
+        return [failed_row("Idle consumers", idle["error"])]
+    direct, sidecar = idle["direct"], idle["sidecar"]
+    count = sidecar["instances"]
+    per_direct, per_sidecar = direct["rss_per_instance_bytes"] / MIB, sidecar["rss_per_instance_bytes"] / MIB
+    return [
+        [f"RSS per idle consumer, {count} consumers each assigned an empty 6-partition topic (rdkafka consumers "
+         f"in one process vs active-API instances; sidecar {sidecar['rss_before_bytes'] / MIB:.1f} → "
+         f"{sidecar['rss_after_bytes'] / MIB:.1f} MiB, {sidecar['rss_after_delete_bytes'] / MIB:.1f} MiB after "
+         f"deleting them)", f"{per_direct:.2f} MiB", f"{per_sidecar:.2f} MiB",
+         over(per_sidecar, per_direct), "", ""],
+        [f"Threads per idle consumer; CPU of {count} idle consumers (CPU-s per s)",
+         f"{direct['threads_per_instance']:.1f}; {direct['idle_cpu_s_per_s']:.3f}",
+         f"{sidecar['threads_per_instance']:.1f}; {sidecar['idle_cpu_s_per_s']:.3f}", "", "", ""],
+        ["Time to create one consumer (sidecar: create + assign over HTTP)",
+         ms(direct["create_ms_each"]), ms(sidecar["create_ms_each"]), "", "", ""],
+    ]
+
+
 def table(results: dict[str, Any]) -> str:
     header = ["Scenario", "Direct", "Sidecar", "Sidecar vs direct", "Goal", "Goal met?"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for builder in (connection_rows, throughput_rows, latency_rows, python_latency_rows, footprint_rows, compare_rows, overload_rows):
+    builders = (connection_rows, throughput_rows, latency_rows, python_latency_rows, footprint_rows, compare_rows,
+                overload_rows, consume_rows, idle_consumer_rows)
+    for builder in builders:
         for row in builder(results):
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -188,6 +268,15 @@ def setup(results: dict[str, Any]) -> str:
         f"* Sizes and repetitions: `{results['config']}`",
         "* Values shown as median (min–max) over the repetitions; latency is measured open-loop from "
         "each record's scheduled send time to its delivery report (HdrHistogram).",
+        *([] if "consume" not in results else [
+            "* Consume: one consumer reads every record of a 6-partition topic from the beginning (fresh group, "
+            "partitions assigned by hand, no commits). Direct: an rdkafka `BaseConsumer` with librdkafka's default "
+            "fetch settings inside `kafka-sidecar-bench`. Sidecar: one active-API instance, "
+            "`GET .../records?timeout=1000` in a loop, values base64-decoded by the client; one fresh sidecar per "
+            "limits variant, lag exporter off (`consumer.lag_interval_ms=0`). Each side reads all records or stops "
+            f"at the {results['config'].get('consume_max_seconds')} s budget; records/s from the first record to the "
+            "last, CPU from the assignment to the last record (`/proc/PID/stat`, 10 ms ticks). Idle consumers: "
+            "every sidecar default, lag exporter on."]),
     ])
 
 

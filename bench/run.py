@@ -3,7 +3,8 @@
 Invoked by ``scripts/bench`` (which builds the binaries first). Scenarios, in order:
 connections (3-broker mock cluster), throughput and footprint (tansu), latency (tansu, Rust
 open-loop generator), in-process producer vs batched gRPC (tansu), overload (tansu, fresh
-sidecar). Results go to ``results.json``; ``report.py`` renders the Markdown table and charts.
+sidecar), consume throughput and idle consumer memory (tansu, fresh sidecars; see consume.py).
+Results go to ``results.json``; ``report.py`` renders the Markdown table and charts.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import consume
 import report
 import services
-from services import Sampler, Service
+from services import Sampler, Service, log
 
 ROOT = Path(__file__).resolve().parents[1]
 FLEET = ROOT / "bench/python/fleet.py"
@@ -38,6 +40,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "latency_rates": [1000, 10000], "latency_seconds": 5, "latency_warm_up_s": 1, "latency_repetitions": 1,
         "compare_records": 200_000, "compare_warm_up": 20_000, "compare_repetitions": 3,
         "overload_seconds": 5, "overload_factor": 2.0, "fleet_timeout_s": 30,
+        "consume_records": 500_000, "consume_value_size": 100, "consume_max_seconds": 8, "consume_repetitions": 2,
+        "idle_instances": 50, "idle_settle_s": 3, "idle_seconds": 10,
     },
     "full": {
         "connections_workers": [1, 4, 8, 16], "connections_records": 500,
@@ -47,19 +51,18 @@ PROFILES: dict[str, dict[str, Any]] = {
         "latency_rates": [1000, 10000], "latency_seconds": 15, "latency_warm_up_s": 2, "latency_repetitions": 3,
         "compare_records": 500_000, "compare_warm_up": 50_000, "compare_repetitions": 5,
         "overload_seconds": 10, "overload_factor": 2.0, "fleet_timeout_s": 60,
+        "consume_records": 2_000_000, "consume_value_size": 100, "consume_max_seconds": 20, "consume_repetitions": 3,
+        "idle_instances": 50, "idle_settle_s": 5, "idle_seconds": 10,
     },
 }
 # A few seconds per scenario: only proves the machinery works (for developing the benchmark).
 PROFILES["smoke"] = dict(PROFILES["quick"], connections_workers=[1, 2], throughput_workers=[1, 2],
                          throughput_sizes=[100], throughput_records={"direct": 4000, "sidecar": 2000},
                          throughput_repetitions=1, latency_rates=[1000], latency_seconds=1,
-                         compare_records=20_000, compare_warm_up=2000, compare_repetitions=1, overload_seconds=1)
-TOPICS = {"throughput": 6, "latency": 3, "compare": 6, "overload": 6}
-
-
-def log(message: str) -> None:
-    """Progress on stderr, so stdout stays the table."""
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+                         compare_records=20_000, compare_warm_up=2000, compare_repetitions=1, overload_seconds=1,
+                         consume_records=20_000, consume_max_seconds=3, consume_repetitions=1, idle_instances=10,
+                         idle_settle_s=1, idle_seconds=1)
+TOPICS = {"throughput": 6, "latency": 3, "compare": 6, "overload": 6, "consume": 6, "idle": 6}
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -392,6 +395,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "error" not in results["compare"]:
             results["overload"] = bench.attempt(
                 "overload", lambda: bench.overload(tansu, results["compare"]["sidecar"]["median"]))
+        results["consume"] = bench.attempt("consume", lambda: consume.throughput(bench, tansu))
+        results["idle_consumers"] = bench.attempt("idle consumers", lambda: consume.idle(bench, tansu))
     finally:
         bench.stop_all()
     results["retried_runs"] = bench.retries

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -20,6 +21,11 @@ from typing import Any, Callable
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TCP_ESTABLISHED = "01"
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so stdout stays the table."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:

@@ -1,16 +1,20 @@
 //! The benchmark's Rust half: a librdkafka mock cluster process, topic creation, and the
-//! scenarios that need a precise Rust load generator (in-process producer vs the sidecar's
-//! batched gRPC path, open-loop latency, overload). Each scenario prints one JSON object on
-//! stdout; `bench/run.py` orchestrates them and writes the report.
+//! scenarios that need a precise Rust load generator or client (in-process producer vs the
+//! sidecar's batched gRPC path, open-loop latency, overload, consume throughput and idle consumer
+//! memory, direct vs the active consumer API). Each scenario prints one JSON object on stdout;
+//! `bench/run.py` orchestrates them and writes the report.
 
 mod client;
 mod cluster;
 mod compare;
+mod consume;
 mod generator;
+mod idle;
 mod latency;
 mod overload;
 mod process;
 mod producer;
+mod rest;
 mod summary;
 
 use anyhow::Result;
@@ -36,6 +40,12 @@ enum Command {
     Latency(latency::LatencyArgs),
     /// Offer a multiple of the sustained rate to the sidecar and watch backpressure and RSS.
     Overload(overload::OverloadArgs),
+    /// Write records round-robin over a topic's partitions, for `consume` to read.
+    Fill(consume::FillArgs),
+    /// Read a topic once, by a direct rdkafka consumer or through the sidecar's active API.
+    Consume(consume::ConsumeArgs),
+    /// RSS, threads and CPU of idle consumers, direct or as the sidecar's instances.
+    Idle(idle::IdleArgs),
 }
 
 fn main() -> Result<()> {
@@ -46,6 +56,9 @@ fn main() -> Result<()> {
         Command::Compare(args) => compare::run(&args)?,
         Command::Latency(args) => latency::run(&args)?,
         Command::Overload(args) => overload::run(&args)?,
+        Command::Fill(args) => consume::fill(&args)?,
+        Command::Consume(args) => consume::run(&args)?,
+        Command::Idle(args) => idle::run(&args)?,
     };
     println!("{}", serde_json::to_string(&output)?);
     Ok(())

@@ -94,7 +94,15 @@ pub fn create(bootstrap: &str, tracker: Tracker) -> Result<TrackedProducer> {
 
 /// Enqueues one record, waiting while librdkafka's queue is full.
 pub fn send(producer: &TrackedProducer, topic: &str, value: &Bytes, id: u64) -> Result<()> {
-    let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, id as usize).payload(value.as_ref());
+    enqueue(producer, BaseRecord::with_opaque_to(topic, id as usize).payload(value.as_ref()))
+}
+
+/// Enqueues one record to `partition`, waiting while librdkafka's queue is full.
+pub fn send_to(producer: &TrackedProducer, topic: &str, partition: i32, value: &Bytes, id: u64) -> Result<()> {
+    enqueue(producer, BaseRecord::with_opaque_to(topic, id as usize).partition(partition).payload(value.as_ref()))
+}
+
+fn enqueue(producer: &TrackedProducer, mut record: BaseRecord<'_, (), [u8], usize>) -> Result<()> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
