@@ -225,7 +225,7 @@ async fn formats_mismatch_expiry_and_bad_requests_get_clear_errors() {
         (json!({"auto.offset.reset": "middle"}), 422),
         (json!({"nmae": "typo"}), 400),
         (json!({"name": "bad name!"}), 422),
-        (json!({"format": "avro"}), 400),
+        (json!({"format": "avro"}), 422),
     ] {
         let response = create(body.clone()).await.expect("create");
         assert_eq!(response.status(), status, "{body}");

@@ -13,6 +13,7 @@ use super::types::{ConsumedRecord, TopicPartition};
 pub struct FetchBuffer {
     records: VecDeque<ConsumedRecord>,
     held_bytes: usize,
+    payload_bytes: usize,
     returned: HashMap<TopicPartition, i64>,
 }
 
@@ -20,6 +21,7 @@ impl FetchBuffer {
     /// Appends a record read from Kafka.
     pub fn push(&mut self, record: ConsumedRecord) {
         self.held_bytes += record.held_bytes();
+        self.payload_bytes += record.payload_bytes();
         self.records.push_back(record);
     }
 
@@ -30,7 +32,7 @@ impl FetchBuffer {
 
     /// Key and value bytes buffered, as a fetch's `min_bytes` counts them.
     pub fn payload_bytes(&self) -> usize {
-        self.records.iter().map(ConsumedRecord::payload_bytes).sum()
+        self.payload_bytes
     }
 
     /// Whether nothing is buffered.
@@ -39,7 +41,8 @@ impl FetchBuffer {
     }
 
     /// Takes records from the front within the limits (always one, if any, so an oversized
-    /// record cannot block the partition) and records them as returned.
+    /// record cannot block the partition). They count as returned only once
+    /// [`FetchBuffer::mark_returned`] says the app got them.
     pub fn take(&mut self, max_bytes: usize, max_records: usize) -> Vec<ConsumedRecord> {
         let mut taken = Vec::new();
         let mut bytes = 0;
@@ -51,11 +54,27 @@ impl FetchBuffer {
             bytes += size;
             let Some(record) = self.records.pop_front() else { break };
             self.held_bytes = self.held_bytes.saturating_sub(record.held_bytes());
-            let partition = TopicPartition { topic: record.topic.to_string(), partition: record.partition };
-            self.returned.insert(partition, record.offset + 1);
+            self.payload_bytes = self.payload_bytes.saturating_sub(size);
             taken.push(record);
         }
         taken
+    }
+
+    /// Notes that the app got records up to these positions (see [`next_positions`]): they are
+    /// what commits store.
+    pub fn mark_returned(&mut self, positions: &[(TopicPartition, i64)]) {
+        for (partition, next) in positions {
+            self.returned.insert(partition.clone(), *next);
+        }
+    }
+
+    /// Puts records that could not be handed over back at the front, in their order.
+    pub fn restore(&mut self, records: Vec<ConsumedRecord>) {
+        for record in records.into_iter().rev() {
+            self.held_bytes += record.held_bytes();
+            self.payload_bytes += record.payload_bytes();
+            self.records.push_front(record);
+        }
     }
 
     /// Drops buffered records of `partitions` (revoked, or sought elsewhere). With `forget`, their
@@ -66,6 +85,7 @@ impl FetchBuffer {
         };
         self.records.retain(|record| !matches(record));
         self.held_bytes = self.records.iter().map(ConsumedRecord::held_bytes).sum();
+        self.payload_bytes = self.records.iter().map(ConsumedRecord::payload_bytes).sum();
         if forget {
             for partition in partitions {
                 self.returned.remove(partition);
@@ -77,6 +97,7 @@ impl FetchBuffer {
     pub fn clear(&mut self) {
         self.records.clear();
         self.held_bytes = 0;
+        self.payload_bytes = 0;
         self.returned.clear();
     }
 
@@ -86,6 +107,21 @@ impl FetchBuffer {
         positions.sort();
         positions
     }
+}
+
+/// The position after the last of `records` in each partition.
+pub fn next_positions(records: &[ConsumedRecord]) -> Vec<(TopicPartition, i64)> {
+    let mut positions: Vec<(TopicPartition, i64)> = Vec::new();
+    for record in records {
+        let next = record.offset + 1;
+        match positions.iter_mut().find(|(tp, _)| tp.partition == record.partition && *tp.topic == *record.topic) {
+            Some((_, position)) => *position = (*position).max(next),
+            None => {
+                positions.push((TopicPartition { topic: record.topic.to_string(), partition: record.partition }, next))
+            }
+        }
+    }
+    positions
 }
 
 #[cfg(test)]
@@ -114,9 +150,17 @@ mod tests {
         for offset in 0..5 {
             buffer.push(record("t", 0, offset, 100));
         }
-        assert_eq!(buffer.take(250, 10).len(), 2);
-        assert_eq!(buffer.take(10_000, 1).len(), 1);
-        assert_eq!(buffer.take(10, 10).len(), 1, "one record even when larger than max_bytes");
+        let first = buffer.take(250, 10);
+        assert_eq!(first.len(), 2);
+        buffer.mark_returned(&next_positions(&first));
+        let second = buffer.take(10_000, 1);
+        buffer.restore(second);
+        let again = buffer.take(10_000, 1);
+        assert_eq!(again[0].offset, 2, "a restored record comes first again");
+        buffer.mark_returned(&next_positions(&again));
+        let third = buffer.take(10, 10);
+        assert_eq!(third.len(), 1, "one record even when larger than max_bytes");
+        buffer.mark_returned(&next_positions(&third));
         assert_eq!(buffer.returned_positions(), vec![(TopicPartition { topic: "t".into(), partition: 0 }, 4)]);
     }
 
@@ -127,7 +171,9 @@ mod tests {
         buffer.push(record("t", 1, 3, 1));
         buffer.push(record("t", 0, 8, 1));
         assert!(buffer.returned_positions().is_empty());
-        buffer.take(usize::MAX, 2);
+        let taken = buffer.take(usize::MAX, 2);
+        assert!(buffer.returned_positions().is_empty(), "not returned until handed over");
+        buffer.mark_returned(&next_positions(&taken));
         let positions = buffer.returned_positions();
         assert_eq!(positions.len(), 2);
         assert_eq!(positions[0].1, 8);
@@ -139,7 +185,8 @@ mod tests {
         let mut buffer = FetchBuffer::default();
         buffer.push(record("a", 0, 0, 10));
         buffer.push(record("b", 0, 0, 20));
-        buffer.take(usize::MAX, 1);
+        let taken = buffer.take(usize::MAX, 1);
+        buffer.mark_returned(&next_positions(&taken));
         buffer.purge(&[TopicPartition { topic: "a".into(), partition: 0 }], true);
         assert!(buffer.returned_positions().is_empty());
         assert_eq!(buffer.payload_bytes(), 20);

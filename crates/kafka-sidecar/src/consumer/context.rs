@@ -2,12 +2,13 @@
 //! own thread; the context only notes what changed, and the worker acts on it right after `poll`
 //! returns (purging prefetched records of revoked partitions before any fetch can see them).
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::types::TopicPartition;
 
@@ -22,16 +23,41 @@ pub enum RebalanceEvent {
     Failed(String),
 }
 
+/// Next offsets to commit per partition, kept by a consumer that tracks what it has finished
+/// (the reactive consumer): committed for revoked partitions before they go, so the next owner
+/// does not repeat finished work.
+pub type DoneOffsets = Arc<Mutex<HashMap<TopicPartition, i64>>>;
+
 /// The instance's librdkafka context.
 pub struct InstanceContext {
     label: String,
     events: Mutex<Vec<RebalanceEvent>>,
+    done: Option<DoneOffsets>,
 }
 
 impl InstanceContext {
     /// A context for the instance `label` (`group/name`, for logs).
-    pub fn new(label: String) -> Self {
-        Self { label, events: Mutex::new(Vec::new()) }
+    pub fn new(label: String, done: Option<DoneOffsets>) -> Self {
+        Self { label, events: Mutex::new(Vec::new()), done }
+    }
+
+    /// Commits the finished offsets of `revoked` partitions, while they are still ours.
+    fn commit_done(&self, consumer: &BaseConsumer<Self>, revoked: &[TopicPartition]) {
+        let Some(done) = &self.done else { return };
+        let mut list = TopicPartitionList::new();
+        {
+            let mut done = crate::sync::lock(done);
+            for partition in revoked {
+                if let Some(next) = done.remove(partition) {
+                    let _ = list.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(next));
+                }
+            }
+        }
+        if list.count() > 0
+            && let Err(error) = consumer.commit(&list, CommitMode::Sync)
+        {
+            tracing::warn!(instance = %self.label, error = %error, "cannot commit finished records of revoked partitions");
+        }
     }
 
     /// Takes the events noted since the last call.
@@ -63,10 +89,14 @@ impl ClientContext for InstanceContext {
 }
 
 impl ConsumerContext for InstanceContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let event = match rebalance {
             // Revocations must be seen before the partitions go, so nothing stale is fetched after.
-            Rebalance::Revoke(list) => RebalanceEvent::Revoked(partitions(list)),
+            Rebalance::Revoke(list) => {
+                let revoked = partitions(list);
+                self.commit_done(consumer, &revoked);
+                RebalanceEvent::Revoked(revoked)
+            }
             Rebalance::Error(error) => RebalanceEvent::Failed(error.to_string()),
             Rebalance::Assign(_) => return,
         };

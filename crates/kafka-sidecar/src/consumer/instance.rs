@@ -103,6 +103,11 @@ impl ConsumerInstance {
         self.send(Command::State).await
     }
 
+    /// Pauses (`hold`) or resumes partitions whatever the prefetch buffer says.
+    pub async fn hold(&self, partitions: Vec<TopicPartition>, hold: bool) -> Result<(), SidecarError> {
+        self.send(|reply| Command::Hold(partitions, hold, reply)).await
+    }
+
     /// Leaves the group and stops the worker; waits until the consumer is closed.
     pub(super) async fn close(&self) {
         let (reply, answer) = oneshot::channel();
@@ -112,6 +117,15 @@ impl ConsumerInstance {
         if matches!(sent, Ok(true)) {
             let _ = answer.await;
         }
+    }
+}
+
+impl Drop for ConsumerInstance {
+    /// A handle dropped without [`ConsumerInstance::close`] still stops its worker (the worker's
+    /// own wake-up callback keeps the channel open, so it would otherwise poll forever).
+    fn drop(&mut self) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.commands.try_send(Command::Close(reply));
     }
 }
 

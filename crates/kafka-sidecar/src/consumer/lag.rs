@@ -47,11 +47,18 @@ pub async fn group_lag(
         .set("bootstrap.servers", manager.bootstrap())
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // The time-lag probe reads one record per partition: keep its prefetch tiny.
+        .set("queued.max.messages.kbytes", "256")
+        .set("queued.min.messages", "1")
+        .set("fetch.max.bytes", "65536")
+        .set("message.max.bytes", "65536")
+        .set("max.partition.fetch.bytes", "16384");
     for (key, value) in crate::kafka::shared_consumer_properties(manager.full_config()) {
         client.set(key, value);
     }
     let timeout = Duration::from_millis(manager.full_config().kafka.metadata_timeout_ms);
+    let _permit = manager.lag_permit().await;
     tokio::task::spawn_blocking(move || measure(&client, &topics, timeout))
         .await
         .map_err(|_| SidecarError::new(ErrorCode::Internal, "the lag lookup failed"))?
@@ -110,7 +117,8 @@ fn measure(
 fn probe_time_lag(consumer: &BaseConsumer, lags: &mut [PartitionLag]) {
     let mut probe = TopicPartitionList::new();
     for lag in lags.iter().filter(|lag| lag.lag > 0) {
-        let start = if lag.committed >= 0 { Offset::Offset(lag.committed) } else { Offset::Beginning };
+        // The next record not yet committed: the log end minus the lag.
+        let start = Offset::Offset(lag.log_end - lag.lag);
         if probe.add_partition_offset(&lag.topic, lag.partition, start).is_err() {
             return;
         }

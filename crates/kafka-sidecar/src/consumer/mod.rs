@@ -18,8 +18,9 @@ mod operations;
 mod types;
 mod worker;
 
+pub use context::{DoneOffsets, RebalanceEvent};
 pub use instance::ConsumerInstance;
-pub use manager::ConsumerManager;
+pub use manager::{ConsumerManager, InstanceHooks};
 pub use types::{
     CommittedOffset, ConsumedRecord, FetchLimits, InstanceSettings, InstanceState, ProcessedOffset, SeekPosition,
     Subscription, TimestampKind, TopicPartition,

@@ -11,7 +11,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::types::{CommittedOffset, ConsumedRecord, ProcessedOffset, SeekPosition, Subscription, TopicPartition};
+use super::types::{CommittedOffset, ProcessedOffset, SeekPosition, Subscription, TopicPartition};
 use super::worker::{Mode, PendingSeek, Worker, partition_list};
 use crate::error::{ErrorCode, SidecarError};
 
@@ -74,13 +74,11 @@ impl Worker {
         Ok(())
     }
 
-    /// Stores the returned records' next offsets for librdkafka's auto-commit.
-    pub(super) fn store_returned(&self, records: &[ConsumedRecord]) {
+    /// Stores returned positions for librdkafka's auto-commit.
+    pub(super) fn store_returned(&self, positions: &[(TopicPartition, i64)]) {
         let mut list = TopicPartitionList::new();
-        for record in records {
-            // Later records of a partition overwrite earlier ones: the list keeps the last.
-            if let Err(error) =
-                list.add_partition_offset(&record.topic, record.partition, Offset::Offset(record.offset + 1))
+        for (partition, next) in positions {
+            if let Err(error) = list.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(*next))
             {
                 tracing::debug!(error = %error, "cannot note a returned offset");
             }
@@ -165,8 +163,13 @@ impl Worker {
         for (partition, offset) in offsets {
             self.pending_seeks.push(PendingSeek { partition, offset, until });
         }
-        self.retry_pending_seeks();
-        Ok(())
+        match self.retry_pending_seeks().first() {
+            None => Ok(()),
+            Some((partition, error)) => Err(SidecarError::new(
+                ErrorCode::KafkaError,
+                format!("seeking {}/{} failed: {error}", partition.topic, partition.partition),
+            )),
+        }
     }
 
     /// Turns timestamps into offsets (one `offsets_for_times` call for all of them).
@@ -211,37 +214,54 @@ impl Worker {
             .collect())
     }
 
-    /// Applies seeks librdkafka has not taken yet: a partition that is assigned but not started
-    /// refuses a seek with a state error, so it is retried for a while.
-    pub(super) fn retry_pending_seeks(&mut self) {
+    /// Applies seeks librdkafka has not taken yet, all in one call: a partition that is assigned
+    /// but not started refuses a seek with a state error, so it is retried for a while. Returns
+    /// the seeks that failed for good.
+    pub(super) fn retry_pending_seeks(&mut self) -> Vec<(TopicPartition, String)> {
         if self.pending_seeks.is_empty() {
-            return;
+            return Vec::new();
         }
         let now = Instant::now();
         let pending = std::mem::take(&mut self.pending_seeks);
-        for seek in pending {
-            let mut list = TopicPartitionList::new();
-            if list.add_partition_offset(&seek.partition.topic, seek.partition.partition, seek.offset).is_err() {
-                continue;
+        let mut list = TopicPartitionList::with_capacity(pending.len());
+        for seek in &pending {
+            let _ = list.add_partition_offset(&seek.partition.topic, seek.partition.partition, seek.offset);
+        }
+        let mut failed = Vec::new();
+        // Waiting for librdkafka's answer tells a refused seek from an applied one.
+        let answered = match self.consumer.seek_partitions(list, SEEK_WAIT) {
+            Ok(answered) => answered,
+            // Enqueued, not confirmed in time: the seeks still take effect.
+            Err(error) if error.to_string().contains("TIMED_OUT") => TopicPartitionList::new(),
+            Err(error) => {
+                for seek in pending {
+                    if now < seek.until && error.to_string().contains("STATE") {
+                        self.pending_seeks.push(seek);
+                    } else {
+                        failed.push((seek.partition, error.to_string()));
+                    }
+                }
+                return failed;
             }
-            // Waiting for librdkafka's answer tells a refused seek from an applied one.
-            let outcome = self
-                .consumer
-                .seek_partitions(list, SEEK_WAIT)
-                .and_then(|list| list.elements().first().map_or(Ok(()), |element| element.error()));
+        };
+        for seek in pending {
+            let outcome = answered
+                .find_partition(&seek.partition.topic, seek.partition.partition)
+                .map_or(Ok(()), |element| element.error());
             match outcome {
                 Ok(()) => self.buffer.purge(std::slice::from_ref(&seek.partition), false),
-                // Still being applied when the wait ended: it takes effect, so do not seek again.
                 Err(error) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::InProgress) => {
                     self.buffer.purge(std::slice::from_ref(&seek.partition), false);
                 }
                 Err(error) if now < seek.until && retriable_seek(&error) => self.pending_seeks.push(seek),
-                Err(error) => tracing::warn!(
-                    topic = %seek.partition.topic, partition = seek.partition.partition, error = %error,
-                    "seek not applied"
-                ),
+                Err(error) => {
+                    tracing::warn!(topic = %seek.partition.topic, partition = seek.partition.partition,
+                        error = %error, "seek not applied");
+                    failed.push((seek.partition, error.to_string()));
+                }
             }
         }
+        failed
     }
 }
 
@@ -284,11 +304,11 @@ fn positions_list(positions: &[(TopicPartition, i64)]) -> Result<TopicPartitionL
 
 fn retriable_seek(error: &KafkaError) -> bool {
     match error.rdkafka_error_code() {
-        Some(code) => {
-            matches!(code, RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition)
-        }
-        // seek_partitions reports whole-call failures by name only.
-        None => error.to_string().contains("State"),
+        Some(code) => matches!(
+            code,
+            RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::PreviousInProgress
+        ),
+        None => false,
     }
 }
 

@@ -5,19 +5,22 @@
 //! then drains librdkafka into the [`FetchBuffer`] up to `consumer.prefetch_max_bytes`, applies
 //! rebalances, and answers a waiting long-poll fetch. It calls `poll` at least every [`TICK`]
 //! whatever the app does, so a slow or absent HTTP client never exceeds `max.poll.interval.ms`:
-//! when the buffer is full the assigned partitions are paused, not starved.
+//! when the app stops fetching, the buffer fills and the assigned partitions are paused, not
+//! starved (see `flow_control`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 
-use super::buffer::FetchBuffer;
+use super::buffer::{FetchBuffer, next_positions};
 use super::context::{InstanceContext, RebalanceEvent};
 use super::types::{
     CommittedOffset, ConsumedRecord, FetchLimits, InstanceState, ProcessedOffset, SeekPosition, Subscription,
@@ -52,6 +55,9 @@ pub enum Command {
     Seek(Vec<(TopicPartition, SeekPosition)>, Reply<()>),
     /// Report subscription and assignment.
     State(Reply<InstanceState>),
+    /// Hold (pause) or release partitions regardless of the buffer (operators, the reactive
+    /// consumer); held partitions stay paused across rebalances.
+    Hold(Vec<TopicPartition>, bool, Reply<()>),
     /// Leave the group (committing returned records with auto-commit) and stop.
     Close(Reply<()>),
     /// librdkafka has something queued.
@@ -91,15 +97,30 @@ pub(super) struct Worker {
     pub counters: ConsumerCounters,
     pub pending_seeks: Vec<PendingSeek>,
     paused: bool,
+    held: HashSet<TopicPartition>,
+    events: Option<UnboundedSender<RebalanceEvent>>,
+    wake_pending: Arc<AtomicBool>,
     waiter: Option<Waiter>,
     topic_names: HashMap<String, Arc<str>>,
 }
 
-/// Wires librdkafka's "queue became non-empty" callback to a [`Command::Wake`].
-pub(super) fn wake_on_messages(consumer: &mut BaseConsumer<InstanceContext>, commands: SyncSender<Command>) {
-    consumer.set_nonempty_callback(move || match commands.try_send(Command::Wake) {
-        Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+/// Wires librdkafka's "queue became non-empty" callback to a [`Command::Wake`]; one Wake at a
+/// time, so wake-ups never crowd the app's commands out of the queue.
+pub(super) fn wake_on_messages(
+    consumer: &mut BaseConsumer<InstanceContext>,
+    commands: SyncSender<Command>,
+) -> Arc<AtomicBool> {
+    let pending = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&pending);
+    consumer.set_nonempty_callback(move || {
+        if !flag.swap(true, Ordering::AcqRel) {
+            match commands.try_send(Command::Wake) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => flag.store(false, Ordering::Release),
+            }
+        }
     });
+    pending
 }
 
 impl Worker {
@@ -121,9 +142,24 @@ impl Worker {
             counters,
             pending_seeks: Vec::new(),
             paused: false,
+            held: HashSet::new(),
+            events: None,
+            wake_pending: Arc::new(AtomicBool::new(false)),
             waiter: None,
             topic_names: HashMap::new(),
         }
+    }
+
+    /// Shares the flag [`wake_on_messages`] sets while a Wake is queued.
+    pub(super) fn with_wake_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.wake_pending = flag;
+        self
+    }
+
+    /// Forwards rebalance events to `events` (after the worker has acted on them).
+    pub(super) fn with_events(mut self, events: Option<UnboundedSender<RebalanceEvent>>) -> Self {
+        self.events = events;
+        self
     }
 
     /// Serves commands until `Close` or until every sender is gone.
@@ -145,7 +181,8 @@ impl Worker {
                 }
             }
             self.drain_kafka();
-            self.retry_pending_seeks();
+            // Failures were logged; the seek's caller had its answer already.
+            let _ = self.retry_pending_seeks();
             self.answer_waiter(false);
             self.flow_control();
         }
@@ -194,10 +231,21 @@ impl Worker {
             Command::State(reply) => {
                 let _ = reply.send(Ok(self.state()));
             }
+            Command::Hold(partitions, hold, reply) => {
+                self.set_paused(&partitions, hold);
+                for partition in partitions {
+                    if hold {
+                        self.held.insert(partition);
+                    } else {
+                        self.held.remove(&partition);
+                    }
+                }
+                let _ = reply.send(Ok(()));
+            }
             Command::Close(reply) => {
                 let _ = reply.send(Ok(()));
             }
-            Command::Wake => {}
+            Command::Wake => self.wake_pending.store(false, Ordering::Release),
         }
     }
 
@@ -215,6 +263,8 @@ impl Worker {
             self.apply_rebalances();
             match polled {
                 None => break,
+                // A record fetched before a pending seek applies is from the old position.
+                Some(Ok(record)) if self.awaits_seek(&record) => {}
                 Some(Ok(record)) => self.buffer.push(record),
                 Some(Err(error)) => {
                     tracing::debug!(error = %error, "consumer poll error");
@@ -227,8 +277,17 @@ impl Worker {
         }
     }
 
+    fn awaits_seek(&self, record: &ConsumedRecord) -> bool {
+        self.pending_seeks
+            .iter()
+            .any(|seek| seek.partition.partition == record.partition && *seek.partition.topic == *record.topic)
+    }
+
     fn apply_rebalances(&mut self) {
         for event in self.consumer.context().take_events() {
+            if let Some(events) = &self.events {
+                let _ = events.send(event.clone());
+            }
             match event {
                 RebalanceEvent::Revoked(partitions) => {
                     self.buffer.purge(&partitions, true);
@@ -239,6 +298,10 @@ impl Worker {
                     self.counters.rebalances.inc();
                     if self.paused {
                         self.set_paused(&partitions, true);
+                    } else {
+                        let held: Vec<TopicPartition> =
+                            partitions.into_iter().filter(|partition| self.held.contains(partition)).collect();
+                        self.set_paused(&held, true);
                     }
                 }
                 RebalanceEvent::Failed(reason) => tracing::warn!(reason = %reason, "consumer rebalance failed"),
@@ -250,8 +313,9 @@ impl Worker {
     fn answer_waiter(&mut self, now: bool) {
         let Some(waiter) = &self.waiter else { return };
         let expired = Instant::now() >= waiter.deadline;
+        // A paused (full) buffer will not grow: answer rather than wait for fetch.min.bytes.
         let enough = !self.buffer.is_empty()
-            && (self.fetch_min_bytes == 0 || self.buffer.payload_bytes() >= self.fetch_min_bytes);
+            && (self.fetch_min_bytes == 0 || self.paused || self.buffer.payload_bytes() >= self.fetch_min_bytes);
         if !(now || expired || enough || waiter.reply.is_closed()) {
             return;
         }
@@ -260,24 +324,38 @@ impl Worker {
             return; // the caller went away: keep the records for the next fetch
         }
         let records = self.buffer.take(waiter.limits.max_bytes, waiter.limits.max_records);
+        let positions = next_positions(&records);
         self.counters.count_returned(&records);
-        if self.auto_commit {
-            self.store_returned(&records);
+        match waiter.reply.send(Ok(records)) {
+            Ok(()) => {
+                self.buffer.mark_returned(&positions);
+                if self.auto_commit {
+                    self.store_returned(&positions);
+                }
+            }
+            // The caller went away between the check and the answer: nothing was handed over.
+            Err(Ok(records)) => self.buffer.restore(records),
+            Err(Err(_)) => {}
         }
-        let _ = waiter.reply.send(Ok(records));
     }
 
-    /// Pauses fetching while the buffer is full and resumes below half of it.
+    /// Pauses fetching once the buffer holds twice its bound and resumes below the bound.
+    ///
+    /// Between one and two bounds the worker stops draining librdkafka (whose own queue is
+    /// capped to the bound) and polls once per tick only to stay in the group, so an app that
+    /// fetches steadily never meets a pause: librdkafka takes most of a second to fetch again
+    /// after a resume. Only an app that stops fetching for long gets its partitions paused.
     fn flow_control(&mut self) {
         let held = self.buffer.held_bytes();
-        if !self.paused && held >= self.prefetch_max_bytes {
+        if !self.paused && held >= self.prefetch_max_bytes * 2 {
             self.paused = true;
             let assigned = self.assigned();
             self.set_paused(&assigned, true);
-        } else if self.paused && held < self.prefetch_max_bytes / 2 {
+        } else if self.paused && held < self.prefetch_max_bytes {
             self.paused = false;
-            let assigned = self.assigned();
-            self.set_paused(&assigned, false);
+            let released: Vec<TopicPartition> =
+                self.assigned().into_iter().filter(|partition| !self.held.contains(partition)).collect();
+            self.set_paused(&released, false);
         }
     }
 

@@ -1,5 +1,5 @@
-//! Consumed records as JSON in the instance's format: binary as base64, json embedded as JSON,
-//! string as UTF-8 text. A key, value or header that does not decode in that format is returned
+//! Consumed records as JSON (for the active consumer's fetches and the reactive consumer's pushes)
+//! in a key format and a value format: binary as base64, json embedded as JSON, string as UTF-8 text. A key, value or header that does not decode in that format is returned
 //! with an `error` field and its raw bytes in base64 (`key_base64`, `value_base64`), never skipped.
 //!
 //! Records are serialized straight from their bytes (embedded JSON is validated, not rebuilt).
@@ -46,7 +46,7 @@ fn render<'a>(format: EmbeddedFormatName, bytes: Option<&'a Bytes>) -> Result<Re
     }
 }
 
-/// Header values: base64 for binary instances, UTF-8 text otherwise (base64 when not UTF-8).
+/// Header values: base64 when values are binary, UTF-8 text otherwise (base64 when not UTF-8).
 struct HeadersJson<'a>(&'a [(String, Option<Bytes>)], EmbeddedFormatName);
 
 impl Serialize for HeadersJson<'_> {
@@ -87,25 +87,25 @@ pub struct RecordJson<'a> {
 }
 
 impl<'a> RecordJson<'a> {
-    /// Renders `record` in `format`.
-    pub fn new(record: &'a ConsumedRecord, format: EmbeddedFormatName) -> Self {
+    /// Renders `record`'s key and value in their formats.
+    pub fn new(record: &'a ConsumedRecord, key_format: EmbeddedFormatName, value_format: EmbeddedFormatName) -> Self {
         let mut errors = Vec::new();
-        let mut raw = |field: &str, bytes: Option<&'a Bytes>| match render(format, bytes) {
+        let mut raw = |field: &str, format, bytes: Option<&'a Bytes>| match render(format, bytes) {
             Ok(rendered) => (rendered, None),
             Err(why) => {
                 errors.push(format!("{field} is {why}"));
                 (Rendered::Null, bytes.map(|bytes| STANDARD.encode(bytes)))
             }
         };
-        let (key, key_base64) = raw("key", record.key.as_ref());
-        let (value, value_base64) = raw("value", record.value.as_ref());
+        let (key, key_base64) = raw("key", key_format, record.key.as_ref());
+        let (value, value_base64) = raw("value", value_format, record.value.as_ref());
         Self {
             topic: &record.topic,
             key,
             value,
             partition: record.partition,
             offset: record.offset,
-            headers: HeadersJson(&record.headers, format),
+            headers: HeadersJson(&record.headers, value_format),
             timestamp: record.timestamp.map(|(ms, _)| ms),
             timestamp_type: record.timestamp.map(|(_, kind)| kind.as_str()),
             error: (!errors.is_empty()).then(|| errors.join("; ")),
@@ -115,12 +115,15 @@ impl<'a> RecordJson<'a> {
     }
 }
 
-/// The JSON array of a fetch response.
-pub fn records_json(records: &[ConsumedRecord], format: EmbeddedFormatName) -> Result<Vec<u8>, serde_json::Error> {
-    let payload: usize = records.iter().map(ConsumedRecord::payload_bytes).sum();
-    let mut body = Vec::with_capacity(payload * 4 / 3 + records.len() * 160 + 2);
+/// A JSON array of records, keys and values each in their format.
+pub fn records_json<'a>(
+    records: impl ExactSizeIterator<Item = &'a ConsumedRecord>,
+    key_format: EmbeddedFormatName,
+    value_format: EmbeddedFormatName,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut body = Vec::with_capacity(records.len() * 256 + 2);
     let mut serializer = serde_json::Serializer::new(&mut body);
-    serializer.collect_seq(records.iter().map(|record| RecordJson::new(record, format)))?;
+    serializer.collect_seq(records.map(|record| RecordJson::new(record, key_format, value_format)))?;
     Ok(body)
 }
 
@@ -146,7 +149,7 @@ mod tests {
     }
 
     fn rendered(record: &ConsumedRecord, format: EmbeddedFormatName) -> Value {
-        let body = records_json(std::slice::from_ref(record), format).expect("serialize");
+        let body = records_json(std::iter::once(record), format, format).expect("serialize");
         serde_json::from_slice::<Value>(&body).expect("json")[0].clone()
     }
 

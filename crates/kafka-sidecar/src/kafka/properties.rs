@@ -59,6 +59,9 @@ pub fn consumer_config(config: &Config, bootstrap_servers: &str, settings: &Inst
         .set("max.partition.fetch.bytes", consumer.max_partition_fetch_bytes.to_string())
         .set("queued.max.messages.kbytes", queue_kbytes.to_string())
         .set("queued.min.messages", consumer.max_poll_records.max(1000).to_string())
+        // With a small queue the queue limits are hit often; librdkafka's 1 s default backoff
+        // would then stall each partition for a second every few hundred records.
+        .set("fetch.queue.backoff.ms", "20")
         .set("max.poll.interval.ms", consumer.max_poll_interval_ms.to_string())
         .set("allow.auto.create.topics", "false");
     if let Some(instance_id) = &settings.group_instance_id {

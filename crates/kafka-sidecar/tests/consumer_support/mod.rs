@@ -25,9 +25,15 @@ pub async fn consumer_sidecar(bootstrap: &str, tune: impl FnOnce(&mut kafka_side
 
 /// Produces `count` records `key-i` / `value-i` with a header, round-robin over partitions.
 pub async fn produce(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
+    produce_keyed(bootstrap, topic, partitions, count, usize::MAX).await;
+}
+
+/// Like [`produce`], with keys `key-(i % keys)`, so keys repeat (record i goes to partition
+/// i % partitions: one key may span partitions, as with a custom partitioner).
+pub async fn produce_keyed(bootstrap: &str, topic: &str, partitions: i32, count: usize, keys: usize) {
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
     for index in 0..count {
-        let key = format!("key-{index}");
+        let key = format!("key-{}", index % keys);
         let value = format!("value-{index}");
         let headers = OwnedHeaders::new().insert(Header { key: "origin", value: Some("test") });
         let partition = i32::try_from(index).expect("index") % partitions;

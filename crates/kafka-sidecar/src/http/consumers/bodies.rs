@@ -95,7 +95,9 @@ impl SubscriptionRequest {
                 }
                 Ok(Subscription::Topics(topics))
             }
-            (None, Some(pattern)) if !pattern.trim().is_empty() => Ok(Subscription::Pattern(pattern)),
+            (None, Some(pattern)) if !pattern.trim().is_empty() && !pattern.chars().any(char::is_control) => {
+                Ok(Subscription::Pattern(pattern))
+            }
             _ => Err(invalid("give a non-empty `topics` list or a `topic_pattern`, not both")),
         }
     }

@@ -3,7 +3,6 @@
 //! and a group's lag. Handlers only translate: the consumer core does the work.
 
 mod bodies;
-mod render;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,10 +19,11 @@ use bodies::{
     CommitRequest, CreateRequest, PartitionsRequest, SeekRequest, SubscriptionRequest, bool_setting, integer_setting,
     parse,
 };
-use render::records_json;
+pub use bodies::{parse as parse_body, timestamp_ms};
 
 use super::AppState;
 use super::formats::EmbeddedFormat;
+use super::render::records_json;
 use super::status::{ApiError, body_bytes};
 use crate::config::{EmbeddedFormatName, OffsetReset};
 use crate::consumer::{
@@ -132,10 +132,7 @@ fn settings(state: &AppState, group: String, request: CreateRequest) -> Result<I
         }
     };
     if !matches!(format, EmbeddedFormatName::Binary | EmbeddedFormatName::Json | EmbeddedFormatName::String) {
-        return Err(SidecarError::new(
-            ErrorCode::UnsupportedFormat,
-            format!("the {format:?} format needs the schema registry, which is not configured"),
-        ));
+        return Err(bad(format!("the {format:?} format needs the schema registry, which is not configured")));
     }
     let auto_offset_reset = match request.auto_offset_reset.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None => config.auto_offset_reset,
@@ -267,7 +264,7 @@ async fn records(
     let limits =
         FetchLimits { max_bytes, max_records: config.max_poll_records, timeout: Duration::from_millis(timeout_ms) };
     let fetched = instance.fetch(limits).await?;
-    let body = records_json(&fetched, format).map_err(|error| internal(&error))?;
+    let body = records_json(fetched.iter(), format, format).map_err(|error| internal(&error))?;
     let vendor_type = match format {
         EmbeddedFormatName::Json => "application/vnd.kafka.json.v2+json",
         EmbeddedFormatName::String => "application/vnd.kafka.string.v2+json",
