@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod reactive;
 pub mod record;
 mod server;
 mod sync;

@@ -27,6 +27,7 @@ use crate::grpc::{self, ProducerService};
 use crate::http::{self, admin};
 use crate::kafka::{DevBroker, SharedProducer};
 use crate::metrics::Metrics;
+use crate::reactive::ReactiveConsumer;
 
 /// Readiness is re-checked this often while not ready, and every [`READY_RECHECK`] once ready
 /// (each check is a full metadata request).
@@ -146,13 +147,19 @@ pub async fn run(
     let consumers = ConsumerManager::new(&config, &bootstrap, Arc::clone(&metrics));
     let api = http::router(&config.http, Arc::clone(&producer), Arc::clone(&consumers), Arc::clone(&metrics));
     let http_server = spawn_http(listeners.http, api, signal(api_stopped.clone()));
+    let reactive =
+        ReactiveConsumer::start(&config, &bootstrap, &consumers, Arc::clone(&producer), Arc::clone(&metrics)).await?;
     let instance_sweeper = tokio::spawn(expire_instances(Arc::clone(&consumers)));
     let lag_exporter = (config.consumer.lag_interval_ms > 0).then(|| {
         let interval = Duration::from_millis(config.consumer.lag_interval_ms);
         tokio::spawn(lag::export_lag(Arc::clone(&consumers), Arc::clone(&metrics), interval))
     });
-    let admin_state =
-        admin::AdminState { metrics: Arc::clone(&metrics), producer: Arc::clone(&producer), ready: Arc::clone(&ready) };
+    let admin_state = admin::AdminState {
+        metrics: Arc::clone(&metrics),
+        producer: Arc::clone(&producer),
+        ready: Arc::clone(&ready),
+        reactive: reactive.clone(),
+    };
     let admin_server = spawn_http(listeners.admin, admin::router(admin_state), signal(admin_stopped));
     let readiness = tokio::spawn(track_readiness(
         Arc::clone(&producer),
@@ -171,6 +178,11 @@ pub async fn run(
     ready.store(false, Ordering::Release);
     metrics.ready.set(0);
     grpc::set_health(&health_reporter, false).await;
+    // The reactive consumer finishes its in-flight pushes (and their dead letters) while the
+    // producer still accepts, then commits what is done.
+    if let Some(reactive) = &reactive {
+        reactive.stop(deadline).await;
+    }
     producer.stop_accepting();
     let _ = stop_api.send(true);
 

@@ -125,7 +125,7 @@ fn env_path(name: &str) -> Result<Option<Vec<String>>, ConfigError> {
 }
 
 /// Sections whose `properties` map passes raw librdkafka properties through.
-const PASS_THROUGH_SECTIONS: &[&str] = &["kafka", "consumer"];
+const PASS_THROUGH_SECTIONS: &[&str] = &["kafka", "consumer", "reactive_consumer"];
 
 /// `kafka.properties.socket.timeout.ms` (and `consumer.properties...`) keeps the property name whole.
 fn dotted_path(key: &str) -> Vec<String> {

@@ -4,6 +4,7 @@
 //! `kafka.properties` passes raw librdkafka properties through, over the sidecar's defaults.
 
 mod load;
+mod reactive;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use load::{ConfigError, ConfigSources};
+pub use reactive::{ReactiveConsumerConfig, RetryConfig};
 
 /// The whole sidecar configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +28,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Active consumer instances (the REST consumer API).
     pub consumer: ConsumerConfig,
+    /// The consumer that pushes records to the app's HTTP endpoint.
+    pub reactive_consumer: ReactiveConsumerConfig,
     /// The gRPC listener(s).
     pub grpc: GrpcConfig,
     /// The HTTP produce API.
@@ -123,8 +127,11 @@ pub struct ProducerConfig {
     pub max_record_bytes: u32,
     /// librdkafka `message.timeout.ms`: how long Kafka may take to acknowledge a record.
     pub delivery_timeout_ms: u32,
-    /// Retry hint returned with backpressure.
+    /// The shortest retry hint returned with backpressure (`QUEUE_FULL`).
     pub retry_after_ms: u32,
+    /// The longest retry hint: what callers are told while Kafka drains nothing. Jitter never
+    /// takes a hint above it (nor below `retry_after_ms`).
+    pub max_retry_after_ms: u32,
     /// librdkafka statistics interval feeding broker metrics; 0 disables.
     pub statistics_interval_ms: u32,
 }
@@ -139,6 +146,7 @@ impl Default for ProducerConfig {
             max_record_bytes: 1_000_000,
             delivery_timeout_ms: 30_000,
             retry_after_ms: 20,
+            max_retry_after_ms: 1_000,
             statistics_interval_ms: 5_000,
         }
     }

@@ -53,6 +53,12 @@ impl Config {
         if producer.delivery_timeout_ms < 1_000 {
             return Err(invalid("producer.delivery_timeout_ms", "must be at least 1000"));
         }
+        if producer.max_retry_after_ms == 0 || producer.max_retry_after_ms > 60_000 {
+            return Err(invalid("producer.max_retry_after_ms", "must be between 1 and 60000"));
+        }
+        if producer.retry_after_ms > producer.max_retry_after_ms {
+            return Err(invalid("producer.retry_after_ms", "must not exceed producer.max_retry_after_ms"));
+        }
         if self.delivery.ring_capacity == 0 || self.delivery.max_sessions == 0 {
             return Err(invalid("delivery", "ring_capacity and max_sessions must be positive"));
         }
@@ -71,6 +77,7 @@ impl Config {
             }
         }
         self.validate_consumer()?;
+        self.reactive_consumer.validate()?;
         if self.kafka.dev_broker_count == 0 || self.kafka.dev_broker_count > 16 {
             return Err(invalid("kafka.dev_broker_count", "must be between 1 and 16"));
         }

@@ -1,5 +1,6 @@
-//! The admin port: `/metrics` (Prometheus text), `/healthz` (the process is alive) and `/readyz`
-//! (the producer has cluster metadata and the sidecar is not shutting down).
+//! The admin port: `/metrics` (Prometheus text), `/healthz` (the process is alive), `/readyz`
+//! (the producer has cluster metadata, the sidecar is not shutting down and, when enabled, the
+//! reactive consumer's backend answers), and the reactive consumer's operator API.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,7 @@ use axum::routing::get;
 
 use crate::kafka::SharedProducer;
 use crate::metrics::Metrics;
+use crate::reactive::ReactiveConsumer;
 
 /// What the admin routes read.
 #[derive(Clone)]
@@ -22,6 +24,8 @@ pub struct AdminState {
     pub producer: Arc<SharedProducer>,
     /// Set by the readiness loop, cleared at shutdown.
     pub ready: Arc<AtomicBool>,
+    /// The reactive consumer, when enabled.
+    pub reactive: Option<Arc<ReactiveConsumer>>,
 }
 
 /// The admin router.
@@ -30,6 +34,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { (StatusCode::OK, "{\"status\":\"alive\"}") }))
         .route("/readyz", get(readyz))
+        .merge(super::reactive_admin::routes())
         .with_state(state)
 }
 
@@ -41,7 +46,8 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Acquire) {
+    let reactive_ready = state.reactive.as_ref().is_none_or(|reactive| reactive.is_ready());
+    if state.ready.load(Ordering::Acquire) && reactive_ready {
         (StatusCode::OK, "{\"status\":\"ready\"}")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "{\"status\":\"not ready\"}")

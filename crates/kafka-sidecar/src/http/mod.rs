@@ -5,6 +5,8 @@ pub mod admin;
 mod consumers;
 mod formats;
 mod produce;
+mod reactive_admin;
+pub mod render;
 mod status;
 mod topics;
 
@@ -16,6 +18,7 @@ use axum::routing::{get, post};
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
+pub use consumers::timestamp_ms as parse_timestamp_ms;
 pub use formats::EmbeddedFormat;
 pub use produce::{CLIENT_ID_HEADER, CORRELATION_HEADER, TRACEABILITY_HEADER};
 pub use status::{ApiError, StatusBody};

@@ -4,6 +4,7 @@
 //! [`MAX_LABEL_VALUES`] distinct topics and clients get their own series; the rest share `other`.
 
 mod consumer;
+mod reactive;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use consumer::{ConsumerCounters, ConsumerMetrics, GroupLabels, GroupTopicLabels, LagLabels};
+pub use reactive::{OutcomeLabels, ReactiveMetrics};
 
 /// Distinct topic (and client) label values before new ones fold into `other`.
 pub const MAX_LABEL_VALUES: usize = 256;
@@ -47,6 +49,13 @@ pub struct FailureLabels {
     pub client: String,
     /// The machine error code.
     pub code: &'static str,
+}
+
+/// Labels of a per-client event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    /// The application's client id.
+    pub client: String,
 }
 
 /// Labels of a librdkafka error.
@@ -98,6 +107,10 @@ pub struct Metrics {
     pub broker_errors: Gauge,
     /// Errors librdkafka raised through its error callback.
     pub librdkafka_errors: Family<CodeLabels, Counter>,
+    /// Admissions refused because the sender held its fair share of a contended budget.
+    pub fair_share_refusals: Family<ClientLabels, Counter>,
+    /// Senders the budget is shared among: active recently or holding bytes.
+    pub admission_senders: Gauge,
     /// Delivery reports reserved by records in flight or not yet read, across sessions.
     pub delivery_reports_pending: Gauge,
     /// Sessions with kept delivery reports.
@@ -106,6 +119,8 @@ pub struct Metrics {
     pub ready: Gauge,
     /// Consumer instances and lag.
     pub consumer: ConsumerMetrics,
+    /// The reactive consumer.
+    pub reactive: ReactiveMetrics,
     groups: Mutex<HashSet<String>>,
     topics: Mutex<HashSet<String>>,
     clients: Mutex<HashSet<String>>,
@@ -131,10 +146,13 @@ impl Metrics {
             broker_connections: Gauge::default(),
             broker_errors: Gauge::default(),
             librdkafka_errors: Family::default(),
+            fair_share_refusals: Family::default(),
+            admission_senders: Gauge::default(),
             delivery_reports_pending: Gauge::default(),
             delivery_sessions: Gauge::default(),
             ready: Gauge::default(),
             consumer: ConsumerMetrics::default(),
+            reactive: ReactiveMetrics::default(),
             groups: Mutex::new(HashSet::new()),
             topics: Mutex::new(HashSet::new()),
             clients: Mutex::new(HashSet::new()),
@@ -161,6 +179,16 @@ impl Metrics {
         r.register("broker_errors", "Broker transport errors and timeouts, cumulative", metrics.broker_errors.clone());
         r.register("librdkafka_errors", "Errors reported by librdkafka", metrics.librdkafka_errors.clone());
         r.register(
+            "fair_share_refusals",
+            "Admissions refused because the sender held its fair share of the contended queue",
+            metrics.fair_share_refusals.clone(),
+        );
+        r.register(
+            "admission_senders",
+            "Senders the admission budget is shared among, as of the last produce call",
+            metrics.admission_senders.clone(),
+        );
+        r.register(
             "delivery_reports_pending",
             "Delivery reports reserved or unread across sessions",
             metrics.delivery_reports_pending.clone(),
@@ -168,6 +196,7 @@ impl Metrics {
         r.register("delivery_sessions", "Sessions with kept delivery reports", metrics.delivery_sessions.clone());
         r.register("ready", "1 when the producer has cluster metadata", metrics.ready.clone());
         metrics.consumer.register(r);
+        metrics.reactive.register(r);
         Arc::new(Self { registry, ..metrics })
     }
 
@@ -203,6 +232,11 @@ impl Metrics {
         let labels =
             FailureLabels { topic: counters.labels.topic.clone(), client: counters.labels.client.clone(), code };
         self.records_rejected.get_or_create(&labels).inc();
+    }
+
+    /// Counts a refusal for fairness; `client` must come from [`Metrics::client_label`].
+    pub fn fair_share_refused(&self, client: &str) {
+        self.fair_share_refusals.get_or_create(&ClientLabels { client: client.to_string() }).inc();
     }
 
     /// Counts an accepted record that was not delivered.

@@ -164,6 +164,24 @@ impl TestSidecar {
         sidecar
     }
 
+    /// Starts a sidecar and waits only until it is alive (for tests where it must not be ready).
+    pub async fn start_without_readiness(config: Config) -> Self {
+        config.validate().expect("valid test config");
+        let listeners = Listeners::bind(&config).await.expect("bind");
+        let addresses = listeners.addresses().expect("addresses");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(config, listeners, async move {
+            let _ = stopped.await;
+        }));
+        let sidecar = Self { addresses, shutdown: Some(shutdown), task };
+        let alive = format!("http://{}/healthz", sidecar.addresses.admin);
+        eventually(Duration::from_secs(30), "sidecar liveness", async || {
+            reqwest::get(&alive).await.is_ok_and(|response| response.status().is_success())
+        })
+        .await;
+        sidecar
+    }
+
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.addresses.grpc)
     }
