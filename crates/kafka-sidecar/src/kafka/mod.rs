@@ -8,7 +8,7 @@ mod producer;
 mod properties;
 mod topics;
 
-pub use admission::{ByteBudget, Permit};
+pub use admission::{ByteBudget, Fairness, Permit, Refusal, RefusalReason, RetryBounds, SenderId, SenderShare};
 pub use dev_broker::DevBroker;
 pub use producer::{DrainReport, RECORD_OVERHEAD_BYTES, SharedProducer};
 pub use properties::{consumer_config, shared_consumer_properties};

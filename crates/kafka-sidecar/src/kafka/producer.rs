@@ -14,7 +14,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use tokio::sync::oneshot;
 
-use super::admission::{ByteBudget, Permit};
+use super::admission::{ByteBudget, Fairness, Permit, Refusal, RefusalReason, RetryBounds, SenderId, SenderShare};
 use super::context::{DeliveryTicket, ReportRoute, SidecarContext};
 use super::properties::producer_config;
 use super::topics::{TopicCache, TopicDescription};
@@ -57,9 +57,6 @@ fn admitted_bytes(record: &OutgoingRecord) -> u64 {
     record.size_bytes() as u64 + RECORD_OVERHEAD_BYTES
 }
 
-/// The longest retry hint: what a client waits while Kafka drains nothing at all.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(1);
-
 /// What became of accepted-but-unacknowledged records at shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainReport {
@@ -75,7 +72,7 @@ pub struct SharedProducer {
     hub: Arc<DeliveryHub>,
     metrics: Arc<Metrics>,
     max_record_bytes: usize,
-    retry_after: Duration,
+    retry: RetryBounds,
     accepting: AtomicBool,
     shutting_down: Arc<AtomicBool>,
 }
@@ -98,7 +95,16 @@ impl SharedProducer {
             Duration::from_millis(config.kafka.topic_cache_ttl_ms),
             Duration::from_millis(config.kafka.metadata_timeout_ms),
         );
-        let budget = ByteBudget::new(config.producer.max_buffered_bytes);
+        let retry = RetryBounds {
+            floor: Duration::from_millis(u64::from(config.producer.retry_after_ms)),
+            cap: Duration::from_millis(u64::from(config.producer.max_retry_after_ms)),
+        };
+        let fairness = Fairness {
+            min_share_bytes: u64::from(config.producer.max_record_bytes) + RECORD_OVERHEAD_BYTES,
+            // A refused sender that waits out the longest hint still counts when it comes back.
+            active_window: (retry.cap * 2).max(Duration::from_secs(1)),
+        };
+        let budget = ByteBudget::new(config.producer.max_buffered_bytes, fairness);
         metrics.queue_capacity_bytes.set(i64::try_from(budget.capacity()).unwrap_or(i64::MAX));
         Ok(Self {
             producer,
@@ -107,7 +113,7 @@ impl SharedProducer {
             hub,
             metrics,
             max_record_bytes: config.producer.max_record_bytes as usize,
-            retry_after: Duration::from_millis(u64::from(config.producer.retry_after_ms)),
+            retry,
             accepting: AtomicBool::new(true),
             shutting_down,
         })
@@ -121,6 +127,7 @@ impl SharedProducer {
         let ring = (!origin.session_id.is_empty()).then(|| self.hub.session(&origin.session_id));
         let checks = self.check(&records).await;
         let accepted_at = Instant::now();
+        let sender = self.sender(origin, accepted_at);
         let mut results = Vec::with_capacity(records.len());
         let mut refused: Option<SidecarError> = None;
         for (record, check) in records.into_iter().zip(checks) {
@@ -129,7 +136,10 @@ impl SharedProducer {
                 Some(error) => Err(error.clone()),
                 None => {
                     let size = admitted_bytes(&record);
-                    let permit = self.budget.try_acquire(size, 1).ok_or_else(|| self.backpressure(size))?;
+                    let permit = self
+                        .budget
+                        .try_acquire(size, 1, &sender)
+                        .map_err(|refusal| self.backpressure(refusal, &counters.labels.client))?;
                     let route = match &ring {
                         Some(ring) => {
                             let slot = ring.try_reserve().ok_or_else(|| self.unread_reports())?;
@@ -161,11 +171,14 @@ impl SharedProducer {
         for check in self.check(&records).await {
             check?;
         }
-        let total: u64 = records.iter().map(admitted_bytes).sum();
-        let mut permit =
-            self.budget.try_acquire(total, records.len() as u64).ok_or_else(|| self.backpressure(total))?;
-        let mut waiters = Vec::with_capacity(records.len());
         let accepted_at = Instant::now();
+        let sender = self.sender(origin, accepted_at);
+        let total: u64 = records.iter().map(admitted_bytes).sum();
+        let mut permit = self
+            .budget
+            .try_acquire(total, records.len() as u64, &sender)
+            .map_err(|refusal| self.backpressure(refusal, &call_counters.client))?;
+        let mut waiters = Vec::with_capacity(records.len());
         for record in records {
             let counters = call_counters.for_topic(&record.topic);
             let record_permit = permit.split_record(admitted_bytes(&record));
@@ -197,16 +210,34 @@ impl SharedProducer {
     fn unread_reports(&self) -> SidecarError {
         SidecarError {
             message: "too many delivery reports of this session are unread; read DeliveryStream".into(),
-            ..SidecarError::queue_full(self.retry_after)
+            ..SidecarError::queue_full(self.retry.floor)
         }
     }
 
-    /// The QUEUE_FULL error for `bytes` that did not fit, with a retry hint from the drain rate.
-    fn backpressure(&self, bytes: u64) -> SidecarError {
-        let hint = self.budget.retry_hint(bytes, self.retry_after, MAX_RETRY_AFTER);
-        // Jitter spreads the retries of many workers refused at the same moment.
-        let jitter = rand::random_range(0..=hint.as_millis() as u64 / 4);
-        SidecarError::queue_full(hint + Duration::from_millis(jitter))
+    /// The share of the budget of the call's sender (its session, else its client id).
+    fn sender(&self, origin: &Origin, now: Instant) -> Arc<SenderShare> {
+        let sender = self.budget.sender(SenderId::of(origin), now);
+        self.metrics.admission_senders.set(i64::try_from(self.budget.active_senders()).unwrap_or(i64::MAX));
+        sender
+    }
+
+    /// The QUEUE_FULL error for a refused take, with a retry hint from the drain rate; `client` is
+    /// the caller's metrics label.
+    fn backpressure(&self, refusal: Refusal, client: &str) -> SidecarError {
+        let estimate = self.budget.retry_hint(refusal.missing_bytes, self.retry);
+        let hint = self.retry.hint(estimate, |spread| rand::random_range(0..=spread));
+        let error = SidecarError::queue_full(hint);
+        match refusal.reason {
+            RefusalReason::Full => error,
+            RefusalReason::OverFairShare => {
+                self.metrics.fair_share_refused(client);
+                SidecarError {
+                    message: "this sender holds its fair share of the sidecar's busy producer queue; retry later"
+                        .into(),
+                    ..error
+                }
+            }
+        }
     }
 
     /// Per-record checks that need no queue space: shutdown, size, topic name, topic metadata.
@@ -281,7 +312,10 @@ impl SharedProducer {
                 Ok(())
             }
             // Dropping the returned record drops its ticket and releases its permit.
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(self.backpressure(0)),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                let refusal = Refusal { reason: RefusalReason::Full, missing_bytes: 1 };
+                Err(self.backpressure(refusal, &counters.labels.client))
+            }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
                 Err(SidecarError::new(ErrorCode::RecordTooLarge, "record exceeds the broker's message size limit"))
             }
