@@ -197,13 +197,23 @@ impl Dispatcher {
         match fetched {
             Ok(Ok(records)) => {
                 for record in records {
-                    self.progress.fetched(partition_of(&record), record.offset);
+                    let partition = partition_of(&record);
+                    self.progress.fetched(partition.clone(), record.offset);
+                    if self.is_own_dead_letter(&record) {
+                        // A pattern can match our own dead letter topics: never push those back.
+                        self.progress.done(&partition, record.offset);
+                        continue;
+                    }
                     self.lanes.push(record);
                 }
             }
             Ok(Err(error)) => tracing::warn!(error = %error, "reactive fetch failed"),
             Err(error) => tracing::error!(error = %error, "reactive fetch task failed"),
         }
+    }
+
+    fn is_own_dead_letter(&self, record: &ConsumedRecord) -> bool {
+        self.config.topic_pattern.is_some() && record.topic.ends_with(&self.config.dead_letter_topic_suffix)
     }
 
     /// Applies one push's dispositions.
