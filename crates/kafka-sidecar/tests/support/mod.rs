@@ -148,14 +148,7 @@ pub fn test_config(bootstrap: &str) -> Config {
 impl TestSidecar {
     /// Starts a sidecar and waits until it is ready.
     pub async fn start(config: Config) -> Self {
-        config.validate().expect("valid test config");
-        let listeners = Listeners::bind(&config).await.expect("bind");
-        let addresses = listeners.addresses().expect("addresses");
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(config, listeners, async move {
-            let _ = stopped.await;
-        }));
-        let sidecar = Self { addresses, shutdown: Some(shutdown), task };
+        let sidecar = Self::start_without_readiness(config).await;
         let ready = format!("http://{}/readyz", sidecar.addresses.admin);
         eventually(Duration::from_secs(30), "sidecar readiness", async || {
             reqwest::get(&ready).await.is_ok_and(|response| response.status().is_success())
