@@ -15,23 +15,10 @@ use consumer_support::{committed, produce, produce_keyed};
 use kafka_sidecar::Config;
 use reactive_support::{TestBackend, Verdicts, accept_all, verdict};
 use serde_json::{Value, json};
-use support::{TestSidecar, broker, create_topic, eventually, read_back, test_config, unique};
+use support::{TestSidecar, broker, create_topic, eventually, read_back, unique};
 
 fn reactive_config(bootstrap: &str, topic: &str, group: &str, backend_url: &str) -> Config {
-    let mut config = test_config(bootstrap);
-    let reactive = &mut config.reactive_consumer;
-    reactive.enabled = true;
-    reactive.group_id = group.to_string();
-    reactive.topics = vec![topic.to_string()];
-    reactive.backend_url = backend_url.to_string();
-    reactive.max_in_flight_batches = 4;
-    reactive.max_batch_records = 5;
-    reactive.retry.initial_backoff_ms = 20;
-    reactive.retry.max_backoff_ms = 200;
-    reactive.retry.max_attempts = 3;
-    config.consumer.properties.insert("session.timeout.ms".into(), "6000".into());
-    config.consumer.properties.insert("heartbeat.interval.ms".into(), "500".into());
-    config
+    consumer_support::reactive_config(bootstrap, topic, group, backend_url, 3)
 }
 
 /// Waits until the backend answered `count` distinct records as processed.

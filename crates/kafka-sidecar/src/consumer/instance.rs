@@ -87,8 +87,11 @@ impl ConsumerInstance {
         self.call(|reply| Command::Committed(partitions, reply)).await
     }
 
-    /// Moves partitions' positions.
-    pub async fn seek(&self, targets: Vec<(TopicPartition, SeekPosition)>) -> Result<(), SidecarError> {
+    /// Moves partitions' positions; answers where each landed, when known.
+    pub async fn seek(
+        &self,
+        targets: Vec<(TopicPartition, SeekPosition)>,
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>, SidecarError> {
         self.call(|reply| Command::Seek(targets, reply)).await
     }
 

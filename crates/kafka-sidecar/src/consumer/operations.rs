@@ -147,7 +147,11 @@ impl Worker {
         Ok(committed_from(&committed))
     }
 
-    pub(super) fn seek(&mut self, targets: Vec<(TopicPartition, SeekPosition)>) -> Result<(), SidecarError> {
+    /// Seeks and returns where each partition landed, when known.
+    pub(super) fn seek(
+        &mut self,
+        targets: Vec<(TopicPartition, SeekPosition)>,
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>, SidecarError> {
         let assigned = self.assigned();
         if let Some((partition, _)) = targets.iter().find(|(partition, _)| !assigned.contains(partition)) {
             return Err(state_error(format!(
@@ -156,15 +160,17 @@ impl Worker {
             )));
         }
         let offsets = self.resolve_seek_targets(targets)?;
-        let sought: Vec<TopicPartition> = offsets.iter().map(|(partition, _)| partition.clone()).collect();
+        let sought: Vec<TopicPartition> = offsets.iter().map(|(partition, _, _)| partition.clone()).collect();
+        let landed: Vec<(TopicPartition, Option<i64>)> =
+            offsets.iter().map(|(partition, _, resolved)| (partition.clone(), *resolved)).collect();
         self.buffer.purge(&sought, false);
         self.pending_seeks.retain(|seek| !sought.contains(&seek.partition));
         let until = Instant::now() + SEEK_RETRY;
-        for (partition, offset) in offsets {
+        for (partition, offset, _) in offsets {
             self.pending_seeks.push(PendingSeek { partition, offset, until });
         }
         match self.retry_pending_seeks().first() {
-            None => Ok(()),
+            None => Ok(landed),
             Some((partition, error)) => Err(SidecarError::new(
                 ErrorCode::KafkaError,
                 format!("seeking {}/{} failed: {error}", partition.topic, partition.partition),
@@ -176,7 +182,7 @@ impl Worker {
     fn resolve_seek_targets(
         &self,
         targets: Vec<(TopicPartition, SeekPosition)>,
-    ) -> Result<Vec<(TopicPartition, Offset)>, SidecarError> {
+    ) -> Result<Vec<(TopicPartition, Offset, Option<i64>)>, SidecarError> {
         let mut by_time = TopicPartitionList::new();
         for (partition, position) in &targets {
             if let SeekPosition::Timestamp(ms) = position {
@@ -209,9 +215,22 @@ impl Worker {
                         .filter(|offset| matches!(offset, Offset::Offset(_)))
                         .unwrap_or(Offset::End),
                 };
-                (partition, offset)
+                let resolved = self.resolve(&partition, offset);
+                (partition, offset, resolved)
             })
             .collect())
+    }
+
+    /// The concrete offset a seek lands on, when it can be known: watermarks for the logical ends.
+    fn resolve(&self, partition: &TopicPartition, offset: Offset) -> Option<i64> {
+        let watermarks =
+            || self.consumer.fetch_watermarks(&partition.topic, partition.partition, self.operation_timeout).ok();
+        match offset {
+            Offset::Offset(offset) => Some(offset),
+            Offset::Beginning => watermarks().map(|(low, _)| low),
+            Offset::End => watermarks().map(|(_, high)| high),
+            _ => None,
+        }
     }
 
     /// Applies seeks librdkafka has not taken yet, all in one call: a partition that is assigned

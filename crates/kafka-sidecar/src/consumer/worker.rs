@@ -52,7 +52,7 @@ pub enum Command {
     /// Read the group's committed offsets.
     Committed(Vec<TopicPartition>, Reply<Vec<CommittedOffset>>),
     /// Move partitions' positions.
-    Seek(Vec<(TopicPartition, SeekPosition)>, Reply<()>),
+    Seek(Vec<(TopicPartition, SeekPosition)>, Reply<Vec<(TopicPartition, Option<i64>)>>),
     /// Report subscription and assignment.
     State(Reply<InstanceState>),
     /// Hold (pause) or release partitions regardless of the buffer (operators, the reactive

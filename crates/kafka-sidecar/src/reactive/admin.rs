@@ -179,15 +179,13 @@ impl Dispatcher {
         let target = request.target()?;
         let partitions = request.partition.map(|partition| vec![partition]);
         let selected = self.select(Some(&request.topic), partitions.as_deref()).await?;
-        // Abandon what is queued or in flight for these partitions, then move.
+        // Records already fetched from the old position are queued first, then dropped with the
+        // rest of what is queued or in flight for these partitions.
+        self.settle_fetch().await;
         self.lanes.drop_partitions(&selected);
-        self.instance.seek(selected.iter().map(|partition| (partition.clone(), target)).collect()).await?;
-        let restart = match target {
-            SeekPosition::Offset(offset) => Some(offset),
-            _ => None,
-        };
-        for partition in &selected {
-            self.progress.reset(partition, restart);
+        let landed = self.instance.seek(selected.iter().map(|partition| (partition.clone(), target)).collect()).await?;
+        for (partition, offset) in &landed {
+            self.progress.reset(partition, *offset);
         }
         // Commit the new position now, so the group (and a restart) continues from it.
         self.commit().await;

@@ -193,6 +193,15 @@ impl Dispatcher {
         self.fetch = Some(tokio::spawn(async move { instance.fetch(limits).await }));
     }
 
+    /// Waits for a fetch in progress and queues what it brought, so that a seek or revoke that
+    /// follows sees (and drops) every record fetched before it.
+    pub(super) async fn settle_fetch(&mut self) {
+        if let Some(fetch) = self.fetch.take() {
+            let fetched = fetch.await;
+            self.accept(fetched);
+        }
+    }
+
     fn accept(&mut self, fetched: Fetched) {
         match fetched {
             Ok(Ok(records)) => {
@@ -225,7 +234,9 @@ impl Dispatcher {
         let mut went_down = None;
         for (lane, settled) in result.lanes {
             if !self.lanes.is_current(result.batch, &lane) {
-                continue; // revoked or sought while in flight: the next owner or fetch has it
+                // Revoked or sought while in flight: the next owner or the next fetch has it.
+                self.lanes.release(result.batch, lane);
+                continue;
             }
             let mut retry = Vec::new();
             let mut not_before: Option<Instant> = None;

@@ -66,7 +66,8 @@ pub struct Lanes {
     queues: HashMap<LaneKey, VecDeque<Pending>>,
     /// Lanes with records, not in flight, in the order they became ready.
     ready: VecDeque<LaneKey>,
-    busy: HashMap<LaneKey, u64>,
+    /// Lanes in flight: the batch, and whether it was abandoned (its partition dropped).
+    busy: HashMap<LaneKey, (u64, bool)>,
     next_batch: u64,
     /// Lanes waiting for a retry backoff to pass.
     delayed: Vec<(Instant, LaneKey)>,
@@ -146,7 +147,7 @@ impl Lanes {
             if queue.is_empty() {
                 self.queues.remove(&lane);
             }
-            self.busy.insert(lane.clone(), batch.id);
+            self.busy.insert(lane.clone(), (batch.id, false));
             batch.lanes.push((lane, taken));
             if isolate || records >= max_records {
                 break;
@@ -181,8 +182,9 @@ impl Lanes {
         }
     }
 
-    /// Forgets every lane of `partitions` (revoked or sought): waiting records are dropped and
-    /// in-flight lanes will be ignored when they finish.
+    /// Forgets every lane of `partitions` (revoked or sought): waiting records are dropped, and
+    /// in-flight lanes are marked abandoned: their results will be ignored, but the lane stays
+    /// busy until the push returns, so a key is never pushed while its older push is in flight.
     pub fn drop_partitions(&mut self, partitions: &[TopicPartition]) {
         let dropped = |lane: &LaneKey| partitions.iter().any(|partition| lane.is_in(partition));
         let mut removed = 0;
@@ -195,7 +197,11 @@ impl Lanes {
         });
         self.waiting -= removed;
         self.ready.retain(|lane| !dropped(lane));
-        self.busy.retain(|lane, _| !dropped(lane));
+        for (lane, (_, abandoned)) in &mut self.busy {
+            if dropped(lane) {
+                *abandoned = true;
+            }
+        }
         self.delayed.retain(|(_, lane)| !dropped(lane));
     }
 
@@ -215,9 +221,21 @@ impl Lanes {
         held
     }
 
-    /// Whether `lane` is in flight in `batch` (not dropped, not a later flight).
+    /// Whether `lane` is in flight in `batch` and its result counts (not abandoned).
     pub fn is_current(&self, batch: u64, lane: &LaneKey) -> bool {
-        self.busy.get(lane) == Some(&batch)
+        self.busy.get(lane) == Some(&(batch, false))
+    }
+
+    /// Ends an abandoned lane's flight without using its result; records queued since (after a
+    /// seek) become ready.
+    pub fn release(&mut self, batch: u64, lane: LaneKey) {
+        if self.busy.get(&lane) != Some(&(batch, true)) {
+            return;
+        }
+        self.busy.remove(&lane);
+        if self.queues.contains_key(&lane) {
+            self.ready.push_back(lane);
+        }
     }
 
     /// Lanes in flight.
@@ -295,5 +313,20 @@ mod tests {
         lanes.drop_partitions(&[p1]);
         assert_eq!(lanes.waiting(), 0);
         assert!(lanes.take_batch(10, usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn an_abandoned_lane_stays_busy_until_its_push_returns() {
+        let mut lanes = Lanes::default();
+        lanes.push(record(0, 0, "a"));
+        let batch = lanes.take_batch(10, usize::MAX);
+        let p0 = TopicPartition { topic: "t".into(), partition: 0 };
+        lanes.drop_partitions(std::slice::from_ref(&p0));
+        lanes.push(record(0, 0, "a"));
+        assert!(lanes.take_batch(10, usize::MAX).is_empty(), "the old push of a is still in flight");
+        let (lane, _) = batch.lanes.into_iter().next().expect("lane");
+        assert!(!lanes.is_current(batch.id, &lane), "its result does not count");
+        lanes.release(batch.id, lane);
+        assert_eq!(offsets(&lanes.take_batch(10, usize::MAX)), vec![0], "read again after the seek");
     }
 }

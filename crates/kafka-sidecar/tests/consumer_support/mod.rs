@@ -23,6 +23,31 @@ pub async fn consumer_sidecar(bootstrap: &str, tune: impl FnOnce(&mut kafka_side
     TestSidecar::start(config).await
 }
 
+/// A sidecar configuration with the reactive consumer on `topic` pushing to `backend_url`:
+/// small batches, four in flight, quick retries (`max_attempts` given), tansu-friendly sessions.
+pub fn reactive_config(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    backend_url: &str,
+    max_attempts: u32,
+) -> kafka_sidecar::Config {
+    let mut config = crate::support::test_config(bootstrap);
+    let reactive = &mut config.reactive_consumer;
+    reactive.enabled = true;
+    reactive.group_id = group.to_string();
+    reactive.topics = vec![topic.to_string()];
+    reactive.backend_url = backend_url.to_string();
+    reactive.max_in_flight_batches = 4;
+    reactive.max_batch_records = 5;
+    reactive.retry.initial_backoff_ms = 20;
+    reactive.retry.max_backoff_ms = 200;
+    reactive.retry.max_attempts = max_attempts;
+    config.consumer.properties.insert("session.timeout.ms".into(), "6000".into());
+    config.consumer.properties.insert("heartbeat.interval.ms".into(), "500".into());
+    config
+}
+
 /// Produces `count` records `key-i` / `value-i` with a header, round-robin over partitions.
 pub async fn produce(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
     produce_keyed(bootstrap, topic, partitions, count, usize::MAX).await;
