@@ -260,7 +260,9 @@ where
         }
     });
     tokio::spawn(async move {
-        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(service);
+        // The peer address identifies an HTTP caller without X-Client-Id, for fair admission.
+        let service =
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(service);
         axum::serve(listener, service).with_graceful_shutdown(shutdown).await.map_err(|error| error.to_string())
     })
 }

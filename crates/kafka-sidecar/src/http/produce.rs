@@ -3,11 +3,13 @@
 //! or refused whole (429), and answered once Kafka has acknowledged or failed every record.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -81,10 +83,17 @@ struct RecordResult {
 pub async fn produce(
     State(state): State<AppState>,
     Path(topic): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ProduceResponse>), ApiError> {
-    let client_id = header_text(&headers, CLIENT_ID_HEADER).unwrap_or("http").to_string();
+    let named = header_text(&headers, CLIENT_ID_HEADER);
+    let client_id = named.unwrap_or("http").to_string();
+    // Fair admission tells callers apart: by X-Client-Id, else by connection.
+    let sender = match (named, peer) {
+        (None, Some(Extension(ConnectInfo(address)))) => format!("http-connection:{address}"),
+        _ => String::new(),
+    };
     let client = state.metrics.client_label(&client_id);
     state.metrics.requests.get_or_create(&RequestLabels { api: "http_produce", client }).inc();
     let body = body_bytes(body)?;
@@ -97,7 +106,7 @@ pub async fn produce(
     })?;
     let records = decode_records(&state, &topic, &headers, request)?;
     state.metrics.request_records.observe(records.len() as f64);
-    let origin = Origin { client_id, session_id: String::new() };
+    let origin = Origin { client_id, session_id: sender };
     let outcomes = state.producer.send_and_wait(&origin, records).await?;
     let offsets = outcomes
         .into_iter()
