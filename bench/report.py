@@ -241,11 +241,49 @@ def idle_consumer_rows(results: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def reactive_rows(results: dict[str, Any]) -> list[list[str]]:
+    push = results.get("reactive")
+    if push is None:
+        return []
+    if "error" in push:
+        return [failed_row("Reactive push throughput", push["error"])]
+    direct, instant = push["direct"], push["instant"]
+    budget = results["config"]["reactive_max_seconds"]
+    partial = "".join(f"; {side['incomplete_runs']} {name} run(s) stopped at the {budget} s budget"
+                      for name, side in (("direct", direct), ("reactive", instant)) if side["incomplete_runs"])
+    ratio = instant["records_per_s"]["median"] / direct["records_per_s"]["median"]
+    rows = [[f"Reactive push throughput, {push['value_size']} B values, {push['partitions']} partitions, "
+             f"{push['keys']} keys: backend answering at once, max_in_flight_batches {push['instant_in_flight']}, "
+             f"batches of up to {push['batch_records']} ({instant['records_per_request']:.0f} records per push, "
+             f"{instant['sidecar_push_ms']:.2f} ms per push as the sidecar times it) vs a direct rdkafka consumer loop "
+             f"(subscribe, poll, auto-commit){partial} (records/s received, first to last)",
+             median_range(direct["records_per_s"], rate), median_range(instant["records_per_s"], rate),
+             times(ratio), "≥ 0.8x", verdict(ratio >= 0.8)]]
+    base = direct["cpu_s_per_million"]["median"]
+    sidecar, backend = (instant["sidecar_cpu_s_per_million"]["median"], instant["backend_cpu_s_per_million"]["median"])
+    rows.append(["Reactive CPU-s per million records, backend answering at once (consumer process; reactive: "
+                 "sidecar + the backend's JSON parse)", f"{base:.2f}", f"{sidecar:.2f} + {backend:.2f}",
+                 over(sidecar + backend, base), "", ""])
+    for entry in push["in_flight"]:
+        share = entry["records_per_s"]["median"] / entry["ceiling_records_per_s"]
+        rows.append([f"Reactive push, backend answering after {push['delay_ms']} ms ({entry['mean_answer_ms']:.1f} ms "
+                     f"measured), max_in_flight_batches {entry['max_in_flight_batches']}: "
+                     f"{entry['mean_in_flight']:.1f} pushes in flight on average, {entry['records_per_request']:.0f} "
+                     f"records per push, sidecar {entry['sidecar_cpu_s_per_million']['median']:.2f} CPU-s per million "
+                     f"(records/s; vs the ceiling of {entry['max_in_flight_batches']} x {push['batch_records']} "
+                     f"records per answer = {rate(entry['ceiling_records_per_s'])})", "–",
+                     median_range(entry["records_per_s"], rate), f"{share:.0%} of the ceiling", "", ""])
+    duplicates = instant["duplicates"] + sum(entry["duplicates"] for entry in push["in_flight"])
+    if duplicates:
+        rows.append(["Reactive push: records the backend received more than once", "–", str(duplicates), "", "", ""])
+    return rows
+
+
 def table(results: dict[str, Any]) -> str:
     header = ["Scenario", "Direct", "Sidecar", "Sidecar vs direct", "Goal", "Goal met?"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     builders = (connection_rows, throughput_rows, latency_rows, python_latency_rows, footprint_rows, compare_rows,
-                overload_rows, consume_rows, idle_consumer_rows)
+                overload_rows, consume_rows, idle_consumer_rows, reactive_rows)
     for builder in builders:
         for row in builder(results):
             lines.append("| " + " | ".join(row) + " |")
@@ -277,6 +315,17 @@ def setup(results: dict[str, Any]) -> str:
             f"at the {results['config'].get('consume_max_seconds')} s budget; records/s from the first record to the "
             "last, CPU from the assignment to the last record (`/proc/PID/stat`, 10 ms ticks). Idle consumers: "
             "every sidecar default, lag exporter on."]),
+        *([] if "reactive" not in results else [
+            "* Reactive push: a keyed 6-partition topic (600 keys, each in one partition) read from the beginning. "
+            "Direct: an rdkafka `BaseConsumer` that subscribes with a fresh group, polls and auto-commits "
+            "(librdkafka's defaults otherwise). Reactive: a fresh sidecar per run (fresh group, "
+            "`consumer.lag_interval_ms=0`, `session.timeout.ms=6000` for tansu's group join, as for the direct "
+            "side) pushing to `kafka-sidecar-bench backend`, a one-thread axum server that parses each batch's "
+            "JSON for its partitions and offsets and answers 200 with an empty body, at once or after "
+            f"{results['config'].get('reactive_delay_ms')} ms. Records/s from the first record (batch) to the "
+            "last; CPU over the same window (reactive) or from the subscription to the last record (direct). "
+            "The in-flight runs stop after "
+            f"{results['config'].get('reactive_delay_seconds')} s."]),
     ])
 
 

@@ -3,7 +3,8 @@
 Invoked by ``scripts/bench`` (which builds the binaries first). Scenarios, in order:
 connections (3-broker mock cluster), throughput and footprint (tansu), latency (tansu, Rust
 open-loop generator), in-process producer vs batched gRPC (tansu), overload (tansu, fresh
-sidecar), consume throughput and idle consumer memory (tansu, fresh sidecars; see consume.py).
+sidecar), consume throughput and idle consumer memory (tansu, fresh sidecars; see consume.py),
+reactive push throughput and max_in_flight_batches (tansu, fresh sidecars; see reactive.py).
 Results go to ``results.json``; ``report.py`` renders the Markdown table and charts.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import consume
+import reactive
 import report
 import services
 from services import Sampler, Service, log
@@ -42,6 +44,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "overload_seconds": 5, "overload_factor": 2.0, "fleet_timeout_s": 30,
         "consume_records": 500_000, "consume_value_size": 100, "consume_max_seconds": 8, "consume_repetitions": 2,
         "idle_instances": 50, "idle_settle_s": 3, "idle_seconds": 10,
+        "reactive_records": 300_000, "reactive_value_size": 100, "reactive_max_seconds": 8,
+        "reactive_repetitions": 2, "reactive_delay_ms": 5, "reactive_in_flight": [1, 4, 16],
+        "reactive_delay_seconds": 3,
     },
     "full": {
         "connections_workers": [1, 4, 8, 16], "connections_records": 500,
@@ -53,6 +58,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "overload_seconds": 10, "overload_factor": 2.0, "fleet_timeout_s": 60,
         "consume_records": 2_000_000, "consume_value_size": 100, "consume_max_seconds": 20, "consume_repetitions": 3,
         "idle_instances": 50, "idle_settle_s": 5, "idle_seconds": 10,
+        "reactive_records": 1_000_000, "reactive_value_size": 100, "reactive_max_seconds": 20,
+        "reactive_repetitions": 3, "reactive_delay_ms": 5, "reactive_in_flight": [1, 4, 16],
+        "reactive_delay_seconds": 5,
     },
 }
 # A few seconds per scenario: only proves the machinery works (for developing the benchmark).
@@ -61,8 +69,9 @@ PROFILES["smoke"] = dict(PROFILES["quick"], connections_workers=[1, 2], throughp
                          throughput_repetitions=1, latency_rates=[1000], latency_seconds=1,
                          compare_records=20_000, compare_warm_up=2000, compare_repetitions=1, overload_seconds=1,
                          consume_records=20_000, consume_max_seconds=3, consume_repetitions=1, idle_instances=10,
-                         idle_settle_s=1, idle_seconds=1)
-TOPICS = {"throughput": 6, "latency": 3, "compare": 6, "overload": 6, "consume": 6, "idle": 6}
+                         idle_settle_s=1, idle_seconds=1, reactive_records=20_000, reactive_max_seconds=3,
+                         reactive_repetitions=1, reactive_delay_seconds=1)
+TOPICS = {"throughput": 6, "latency": 3, "compare": 6, "overload": 6, "consume": 6, "idle": 6, "reactive": 6}
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -397,6 +406,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "overload", lambda: bench.overload(tansu, results["compare"]["sidecar"]["median"]))
         results["consume"] = bench.attempt("consume", lambda: consume.throughput(bench, tansu))
         results["idle_consumers"] = bench.attempt("idle consumers", lambda: consume.idle(bench, tansu))
+        results["reactive"] = bench.attempt("reactive", lambda: reactive.throughput(bench, tansu))
     finally:
         bench.stop_all()
     results["retried_runs"] = bench.retries

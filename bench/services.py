@@ -17,7 +17,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TCP_ESTABLISHED = "01"
@@ -105,13 +105,23 @@ def start_mock_cluster(bench: str, brokers: int, partitions: int, topics: list[s
     return Service("mock-cluster", process, {"bootstrap": bootstrap, "ports": ports})
 
 
-def start_sidecar(binary: str, bootstrap: str, work: Path, name: str, settings: list[str]) -> Service:
-    """A sidecar on free ports (TCP gRPC, a Unix socket, HTTP, admin), ready when it returns."""
+def start_sidecar(binary: str, bootstrap: str, work: Path, name: str, settings: list[str],
+                  config: Optional[dict[str, Any]] = None) -> Service:
+    """A sidecar on free ports (TCP gRPC, a Unix socket, HTTP, admin), ready when it returns.
+
+    ``config``, if given, is written as the sidecar's configuration file (JSON is YAML), for what
+    ``--set`` cannot say, such as lists; ``settings`` still override it.
+    """
     info_file = work / f"{name}.listen.json"
     socket_path = work / f"{name}.sock"
     for stale in (info_file, socket_path):
         stale.unlink(missing_ok=True)
-    command = [binary, "--bootstrap-servers", bootstrap, "--grpc-listen", "127.0.0.1:0",
+    command = [binary]
+    if config is not None:
+        config_file = work / f"{name}.config.yaml"
+        config_file.write_text(json.dumps(config, indent=2) + "\n")
+        command += ["--config", str(config_file)]
+    command += ["--bootstrap-servers", bootstrap, "--grpc-listen", "127.0.0.1:0",
                "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
                "--grpc-unix-socket", str(socket_path), "--listen-info", str(info_file)]
     for setting in settings:
@@ -209,6 +219,21 @@ class Sampler:
             self.peak = max(self.peak, self.last)
             if self._stop.wait(self._period):
                 return
+
+
+def metric_series(admin: str, name: str) -> dict[str, float]:
+    """Every series of one metric on a sidecar's /metrics, by its label text (``outcome="processed"``)."""
+    try:
+        with urllib.request.urlopen(f"http://{admin}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    series: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+            labels, value = line[len(name):].rsplit(" ", 1)
+            series[labels.strip().strip("{}")] = float(value)
+    return series
 
 
 def metric_total(admin: str, name: str) -> float:

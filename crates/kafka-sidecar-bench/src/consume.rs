@@ -8,9 +8,12 @@
 //! process from `/proc/self/stat`, the sidecar's from `/proc/PID/stat`).
 //!
 //! Both sides take the same path to their first offset: a fresh group, no committed offset,
-//! `auto.offset.reset=earliest`.
+//! `auto.offset.reset=earliest`. With `--subscribe` the direct consumer joins its group and is
+//! assigned the partitions by it instead (the baseline of the reactive consumer, which does the
+//! same); the time to join is then part of `first_record_ms`, not of records/s.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -26,6 +29,8 @@ use crate::{client, process, producer, summary};
 /// How long one fetch waits for records (the sidecar's default `consumer.request_timeout_ms`).
 const FETCH_WAIT: Duration = Duration::from_millis(1000);
 const ACK_LIMIT: Duration = Duration::from_secs(120);
+/// How long a subscribing consumer may take to join its group and read its first record.
+const JOIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Who reads the records.
 #[derive(Clone, Copy, ValueEnum)]
@@ -50,6 +55,10 @@ pub struct FillArgs {
     records: u64,
     #[arg(long, default_value_t = 100)]
     value_size: usize,
+    /// Distinct keys, `key-{id % keys}` (a multiple of `partitions` keeps each key in one
+    /// partition); 0 writes records without keys.
+    #[arg(long, default_value_t = 0)]
+    keys: u64,
 }
 
 /// Arguments of `consume`.
@@ -83,9 +92,14 @@ pub struct ConsumeArgs {
     /// A librdkafka property for the direct consumer, over its defaults (repeatable).
     #[arg(long = "direct-property", value_name = "KEY=VALUE")]
     direct_properties: Vec<String>,
-    /// Stop reading after this many seconds, whatever was read by then.
+    /// Stop reading after this many seconds, whatever was read by then (with `--subscribe`: this
+    /// many seconds after the first record).
     #[arg(long, default_value_t = 60.0)]
     max_seconds: f64,
+    /// Direct: join a consumer group and subscribe to the topic (as the reactive consumer does)
+    /// instead of assigning the partitions by hand.
+    #[arg(long)]
+    subscribe: bool,
 }
 
 /// Writes `records` values round-robin over the partitions and waits until all are acknowledged.
@@ -93,9 +107,15 @@ pub fn fill(args: &FillArgs) -> Result<Value> {
     let values = summary::values(args.value_size, 256);
     let producer = producer::create(&args.bootstrap, producer::Tracker::new(None)?)?;
     let start = Instant::now();
+    let mut key = String::new();
     for id in 0..args.records {
         let partition = (id % args.partitions.max(1) as u64) as i32;
-        producer::send_to(&producer, &args.topic, partition, &values[id as usize % values.len()], id)?;
+        key.clear();
+        if args.keys > 0 {
+            write!(key, "key-{}", id % args.keys)?;
+        }
+        let key = (args.keys > 0).then_some(key.as_bytes());
+        producer::send_to(&producer, &args.topic, partition, key, &values[id as usize % values.len()], id)?;
     }
     if !producer::wait_for(&producer, args.records, ACK_LIMIT) {
         bail!("the fill was not acknowledged in time");
@@ -104,7 +124,12 @@ pub fn fill(args: &FillArgs) -> Result<Value> {
         bail!("some fill records failed");
     }
     producer::close(&producer);
-    Ok(json!({ "records": args.records, "value_size": args.value_size, "seconds": start.elapsed().as_secs_f64() }))
+    Ok(json!({
+        "records": args.records,
+        "value_size": args.value_size,
+        "keys": args.keys,
+        "seconds": start.elapsed().as_secs_f64(),
+    }))
 }
 
 /// Reads the records once, on the side `mode` names.
@@ -126,6 +151,8 @@ struct Progress {
     first: Option<Instant>,
     start: Instant,
     deadline: Instant,
+    /// Set when the budget runs from the first record rather than from the start.
+    budget_from_first: Option<Duration>,
 }
 
 impl Progress {
@@ -133,7 +160,17 @@ impl Progress {
     fn new(max_seconds: f64) -> Self {
         let start = Instant::now();
         let deadline = start + Duration::from_secs_f64(max_seconds);
-        Self { next: HashMap::new(), records: 0, bytes: 0, first: None, start, deadline }
+        Self { next: HashMap::new(), records: 0, bytes: 0, first: None, start, deadline, budget_from_first: None }
+    }
+
+    /// Reading starts now and stops at `max_seconds` after the first record, or when none came
+    /// within [`JOIN_LIMIT`] (a group join's length depends on the broker, not on the reader).
+    fn from_first_record(max_seconds: f64) -> Self {
+        let budget = Duration::from_secs_f64(max_seconds);
+        let mut progress = Self::new(0.0);
+        progress.deadline = progress.start + JOIN_LIMIT + budget;
+        progress.budget_from_first = Some(budget);
+        progress
     }
 
     /// Whether to keep reading.
@@ -149,7 +186,13 @@ impl Progress {
         *next = offset + 1;
         self.records += 1;
         self.bytes += value_len as u64;
-        self.first.get_or_insert_with(Instant::now);
+        if self.first.is_none() {
+            let now = Instant::now();
+            self.first = Some(now);
+            if let Some(budget) = self.budget_from_first {
+                self.deadline = now + budget;
+            }
+        }
         Ok(())
     }
 
@@ -202,8 +245,13 @@ fn direct(args: &ConsumeArgs) -> Result<Value> {
     consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10)).context("topic metadata")?;
     let me = std::process::id();
     let cpu_before = process::cpu_seconds(me, args.clock_ticks)?;
-    let mut progress = Progress::new(args.max_seconds);
-    consumer.assign(&all_partitions(&args.topic, args.partitions)).context("assigning partitions")?;
+    let mut progress =
+        if args.subscribe { Progress::from_first_record(args.max_seconds) } else { Progress::new(args.max_seconds) };
+    if args.subscribe {
+        consumer.subscribe(&[&args.topic]).context("subscribing")?;
+    } else {
+        consumer.assign(&all_partitions(&args.topic, args.partitions)).context("assigning partitions")?;
+    }
     while progress.reading(args.records) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
@@ -216,6 +264,7 @@ fn direct(args: &ConsumeArgs) -> Result<Value> {
     let cpu = process::cpu_seconds(me, args.clock_ticks)? - cpu_before;
     let mut result = progress.finish(args.records)?;
     result["mode"] = json!("direct");
+    result["subscribed"] = json!(args.subscribe);
     result["client_cpu_s"] = json!(cpu);
     Ok(result)
 }

@@ -1,9 +1,11 @@
 //! The benchmark's Rust half: a librdkafka mock cluster process, topic creation, and the
 //! scenarios that need a precise Rust load generator or client (in-process producer vs the
 //! sidecar's batched gRPC path, open-loop latency, overload, consume throughput and idle consumer
-//! memory, direct vs the active consumer API). Each scenario prints one JSON object on stdout;
+//! memory, direct vs the active consumer API; an HTTP backend for the reactive consumer's push
+//! throughput). Each scenario prints one JSON object on stdout;
 //! `bench/run.py` orchestrates them and writes the report.
 
+mod backend;
 mod client;
 mod cluster;
 mod compare;
@@ -46,6 +48,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// RSS, threads and CPU of idle consumers, direct or as the sidecar's instances.
     Idle(idle::IdleArgs),
+    /// An HTTP backend for the reactive consumer: answers pushes, measures records/s received.
+    Backend(backend::BackendArgs),
 }
 
 fn main() -> Result<()> {
@@ -59,6 +63,7 @@ fn main() -> Result<()> {
         Command::Fill(args) => consume::fill(&args)?,
         Command::Consume(args) => consume::run(&args)?,
         Command::Idle(args) => idle::run(&args)?,
+        Command::Backend(args) => backend::run(&args)?,
     };
     println!("{}", serde_json::to_string(&output)?);
     Ok(())

@@ -97,12 +97,24 @@ pub fn send(producer: &TrackedProducer, topic: &str, value: &Bytes, id: u64) -> 
     enqueue(producer, BaseRecord::with_opaque_to(topic, id as usize).payload(value.as_ref()))
 }
 
-/// Enqueues one record to `partition`, waiting while librdkafka's queue is full.
-pub fn send_to(producer: &TrackedProducer, topic: &str, partition: i32, value: &Bytes, id: u64) -> Result<()> {
-    enqueue(producer, BaseRecord::with_opaque_to(topic, id as usize).partition(partition).payload(value.as_ref()))
+/// Enqueues one record to `partition`, with `key` if given, waiting while librdkafka's queue is full.
+pub fn send_to(
+    producer: &TrackedProducer,
+    topic: &str,
+    partition: i32,
+    key: Option<&[u8]>,
+    value: &Bytes,
+    id: u64,
+) -> Result<()> {
+    let mut record: BaseRecord<'_, [u8], [u8], usize> =
+        BaseRecord::with_opaque_to(topic, id as usize).partition(partition).payload(value.as_ref());
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    enqueue(producer, record)
 }
 
-fn enqueue(producer: &TrackedProducer, mut record: BaseRecord<'_, (), [u8], usize>) -> Result<()> {
+fn enqueue(producer: &TrackedProducer, mut record: BaseRecord<'_, [u8], [u8], usize>) -> Result<()> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
