@@ -18,9 +18,7 @@ use super::progress::Progress;
 use super::push::{Disposition, PushContext, PushResult, push};
 use super::{AdminRequest, ReactiveShared};
 use crate::config::ReactiveConsumerConfig;
-use crate::consumer::{
-    ConsumedRecord, ConsumerInstance, DoneOffsets, FetchLimits, ProcessedOffset, RebalanceEvent, TopicPartition,
-};
+use crate::consumer::{ConsumedRecord, ConsumerInstance, DoneOffsets, FetchLimits, ProcessedOffset, RebalanceEvent};
 use crate::error::SidecarError;
 
 /// How often finished work is committed.
@@ -57,10 +55,6 @@ pub struct Dispatcher {
     fetch: Option<Fetch>,
     down_until: Option<Instant>,
     last_commit: Instant,
-}
-
-fn partition_of(record: &ConsumedRecord) -> TopicPartition {
-    TopicPartition { topic: record.topic.to_string(), partition: record.partition }
 }
 
 impl Dispatcher {
@@ -206,11 +200,10 @@ impl Dispatcher {
         match fetched {
             Ok(Ok(records)) => {
                 for record in records {
-                    let partition = partition_of(&record);
-                    self.progress.fetched(partition.clone(), record.offset);
+                    self.progress.fetched(&record);
                     if self.is_own_dead_letter(&record) {
                         // A pattern can match our own dead letter topics: never push those back.
-                        self.progress.done(&partition, record.offset);
+                        self.progress.done(&record);
                         continue;
                     }
                     self.lanes.push(record);
@@ -244,7 +237,7 @@ impl Dispatcher {
                 match disposition {
                     Disposition::Done(how) => {
                         metrics.records(how).inc();
-                        self.progress.done(&partition_of(&pending.record), pending.record.offset);
+                        self.progress.done(&pending.record);
                     }
                     Disposition::Retry { after, counted, error } => {
                         if counted {
@@ -337,7 +330,7 @@ impl Dispatcher {
             && let Ok(Ok(fetched)) = fetch.await
         {
             for record in fetched {
-                self.progress.fetched(partition_of(&record), record.offset);
+                self.progress.fetched(&record);
                 self.lanes.push(record);
             }
         }

@@ -81,6 +81,8 @@ pub async fn push(context: PushContext, batch: Batch) -> PushResult {
 fn verdict_for(outcome: &PushOutcome, pending: &Pending) -> Option<Verdict> {
     let record = &pending.record;
     match outcome {
+        // A plain 2xx has no verdicts: skip building a lookup key per record.
+        PushOutcome::Answered(verdicts) if verdicts.is_empty() => Some(Verdict::Ok),
         PushOutcome::Answered(verdicts) => Some(
             verdicts.get(&(record.topic.to_string(), record.partition, record.offset)).cloned().unwrap_or(Verdict::Ok),
         ),
