@@ -103,6 +103,22 @@ async fn explicit_commits_store_the_next_offset_and_seeks_move_by_offset_time_fi
     sidecar.stop().await;
 }
 
+/// Waits until every member owns partitions and together they own all four.
+async fn settled(members: &[&RestConsumer], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut owned = Vec::new();
+        for member in members {
+            owned.push(member.owned().await);
+        }
+        if owned.iter().all(|count| *count > 0) && owned.iter().sum::<usize>() == 4 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the rebalance did not settle: {owned:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_splits_partitions_and_a_joining_member_loses_and_repeats_nothing_committed() {
     let bootstrap = broker();
@@ -116,6 +132,7 @@ async fn a_group_splits_partitions_and_a_joining_member_loses_and_repeats_nothin
     let second = RestConsumer::create(&sidecar, &group, settings.clone()).await;
     first.subscribe(&[&topic]).await;
     second.subscribe(&[&topic]).await;
+    settled(&[&first, &second], Duration::from_secs(60)).await;
     let mut seen = Vec::new();
     let mut by_member = [0_usize; 3];
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -130,20 +147,11 @@ async fn a_group_splits_partitions_and_a_joining_member_loses_and_repeats_nothin
     assert_eq!(positions(&seen).len(), 20, "the first half, once each");
     assert!(by_member[0] > 0 && by_member[1] > 0, "two members split the partitions: {by_member:?}");
 
+    // The third joins while nothing is in flight: the members only keep polling (inside their
+    // workers) until the cooperative rebalance has given the third member its partitions.
     let third = RestConsumer::create(&sidecar, &group, settings).await;
     third.subscribe(&[&topic]).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for member in [&first, &second, &third] {
-            seen.extend(member.fetch(200).await);
-            member.commit_returned().await;
-        }
-        let (_, assignment) = third.call(Method::GET, "/assignments", None).await;
-        if assignment["partitions"].as_array().is_some_and(|owned| !owned.is_empty()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the third member never got partitions");
-    }
+    settled(&[&first, &second, &third], Duration::from_secs(60)).await;
     produce(bootstrap, &topic, 4, 20).await;
     let deadline = Instant::now() + Duration::from_secs(40);
     while seen.len() < 40 && Instant::now() < deadline {

@@ -158,9 +158,25 @@ impl RestConsumer {
         records
     }
 
+    /// Commits what was returned, as a client should: a 409 means the group is rebalancing, so
+    /// it commits again until the rebalance settles.
     pub async fn commit_returned(&self) {
-        let (status, body) = self.call(reqwest::Method::POST, "/offsets", None).await;
-        assert_eq!(status, 200, "{body}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.call(reqwest::Method::POST, "/offsets", None).await;
+            if status == 409 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            assert_eq!(status, 200, "{body}");
+            return;
+        }
+    }
+
+    /// Partitions the instance owns now.
+    pub async fn owned(&self) -> usize {
+        let (_, assignment) = self.call(reqwest::Method::GET, "/assignments", None).await;
+        assignment["partitions"].as_array().map_or(0, Vec::len)
     }
 
     pub async fn delete(&self) {
