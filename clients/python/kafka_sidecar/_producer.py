@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from typing import Any, Callable, Optional
 
 from . import _config
 from ._core import Core
 from ._errors import KafkaError, KafkaException
+from ._records import check_arguments, headers_size, normalize_headers, to_bytes, too_large
 from ._routes import (Routes, forget_all_after_fork, pause_all_for_fork,
                       resume_all_after_fork)
 from ._transport import SidecarChannel
@@ -35,6 +37,8 @@ from ._transport import SidecarChannel
 # them in the child could block on locks of threads that do not exist here, so they are kept
 # alive and never touched again. Their librdkafka handles are kept by _forksafe, even past exit.
 _abandoned: list[Any] = []
+_getpid = os.getpid
+_monotonic = time.monotonic
 _producers: "weakref.WeakSet[Producer]" = weakref.WeakSet()
 
 
@@ -79,8 +83,55 @@ class Producer:
 
         >>> producer.produce("orders", b"{}", key="42", headers={"source": "api"})
         """
-        core = self._current_core()
-        if core.produce(topic, value, key, partition, on_delivery or callback, timestamp, headers):
+        # The hot path of the client, so written out here rather than spread over calls: the
+        # checks confluent-kafka makes, then one lock round to queue the record in the core.
+        core = self._core
+        if core.pid != _getpid():
+            core = self._current_core()
+        if type(value) is not bytes and value is not None:
+            value = to_bytes(value, "value")
+        if type(key) is not bytes and key is not None:
+            key = to_bytes(key, "key")
+        if type(topic) is not str or type(partition) is not int or type(timestamp) is not int:
+            check_arguments(topic, partition, timestamp, None)
+        callback = on_delivery or callback
+        if callback is not None and not callable(callback):
+            raise TypeError("on_delivery must be a callable")
+        size = 0 if value is None else len(value)
+        if key is not None:
+            size += len(key)
+        if headers is not None:
+            headers = normalize_headers(headers)
+            size += headers_size(headers)
+        if size > core.message_max_bytes:
+            raise too_large()
+        if topic not in core.topics:
+            core.cache_topic(topic)  # raises here, not in the sender, if unencodable
+        created = _monotonic()
+        lock = core.lock
+        lock.acquire()  # not `with`: on Python 3.11 that costs three times acquire + release
+        try:
+            pending = core.pending
+            if (len(pending) >= core.queue_max_messages
+                    or core.queued_bytes + size > core.queue_max_bytes):
+                raise BufferError("Local: Queue full")
+            record_id = core.next_record_id
+            core.next_record_id = record_id + 1
+            # The layout of _records.new_record, inline.
+            record = (record_id, topic, value, key, headers, partition, timestamp, callback, size,
+                      created)
+            pending[record_id] = record
+            outbox = core.outbox
+            outbox.append(record)
+            core.queued_bytes += size
+            if core.sender_waiting:
+                backlog = len(outbox)
+                if backlog == 1 or backlog >= core.batch_num_messages:
+                    core.sender_waiting = False
+                    core.cond.notify_all()
+        finally:
+            lock.release()
+        if not core.started:
             self._start_routes(core)
 
     def poll(self, timeout: Optional[float] = None) -> int:
@@ -156,7 +207,8 @@ class Producer:
 
     def _start_routes(self, core: Core) -> None:
         with self._lock:
-            if self._routes is None and self._core is core:
+            if not core.started and self._routes is None and self._core is core:
+                core.started = True
                 self._routes = Routes(core)
                 self._routes.start()
                 # Dropping the producer stops its threads, as dropping a confluent one would.

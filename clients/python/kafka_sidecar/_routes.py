@@ -28,18 +28,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 import grpc
 
 from ._core import CONNECTING, DIRECT_ROUTE, DRAINING, SIDECAR, WAITING, Core
-from ._errors import (NOT_DELIVERED_AT_SHUTDOWN, QUEUE_FULL, SHUTTING_DOWN, make_error,
-                      sidecar_error)
-from ._proto import producer_pb2
-from ._records import ACCEPTED, DIRECT, DONE, INFLIGHT, QUEUED, Record
-from ._transport import SidecarChannel, error_code_of, record_to_proto, retry_hint_s
+from ._errors import QUEUE_FULL, SHUTTING_DOWN, make_error, sidecar_error
+from ._records import CREATED, HEADERS, ID, KEY, PARTITION, TIMESTAMP, TOPIC, VALUE, Record
+from ._transport import SidecarChannel, error_code_of, retry_hint_s
+from ._wire import encode_batch
 
 _MIN_RETRY_S = 0.01
 _PROBE_TIMEOUT_S = 0.5
@@ -129,7 +127,7 @@ class Routes:
             self.core.closed = True
             if self.core.stream is not None:
                 self.core.stream.cancel()
-            self.core.cond.notify_all()
+            self.core.wake_all()
 
     def _release_direct(self) -> Any:
         """Drop our reference to the direct producer and return it: once the caller (and a
@@ -159,7 +157,7 @@ class Routes:
         """After ``fork()``, in the parent: let gRPC calls go on."""
         with self.core.lock:
             self.core.fork_paused = False
-            self.core.cond.notify_all()
+            self.core.wake_all()
 
     @contextmanager
     def _grpc_call(self) -> Iterator[None]:
@@ -174,7 +172,8 @@ class Routes:
         finally:
             with core.lock:
                 core.in_grpc -= 1
-                core.cond.notify_all()
+                if core.fork_paused:  # pause_for_fork waits for in_grpc to reach 0
+                    core.cond.notify_all()
 
     def _guard(self, target: Any) -> Any:
         def run() -> None:
@@ -221,11 +220,11 @@ class Routes:
             if not batch:
                 return
             epoch, session_id = core.epoch, core.session_id
-            core.count_attempt(batch, SIDECAR)
+            core.export_stats(force=False)
         self.batch_id += 1
-        request = producer_pb2.ProduceBatch(
-            batch_id=self.batch_id, client_id=self.settings.client_id, session_id=session_id,
-            records=[record_to_proto(record) for record in batch])
+        # Outside the lock: what is encoded never changes once a record is queued.
+        request = encode_batch(self.batch_id, self.settings.client_id, session_id, batch,
+                               core.topics)
         try:
             with self._grpc_call():
                 ack = self._channel().emit_batch(request, self.settings.request_timeout_s)
@@ -245,36 +244,44 @@ class Routes:
             if now < core.retry_at:
                 wait = core.retry_at - now
             elif core.outbox:
-                ready_at = core.outbox[0].created + self.settings.linger_s
+                ready_at = core.outbox[0][CREATED] + self.settings.linger_s
                 if (len(core.outbox) >= self.settings.batch_num_messages or core.flushing
                         or now >= ready_at):
                     return core.take_batch(core.epoch)
                 wait = ready_at - now
-            core.cond.wait(wait if wait is not None else 1.0)
+            core.wait_for_work(wait if wait is not None else 1.0)
         return []
 
     def _on_ack(self, batch: list[Record], epoch: int, ack: Any) -> None:
+        """Accepted records wait (INFLIGHT) for their reports; refused ones go back to the
+        outbox, failed ones are resolved. Lock held."""
+        if not ack.rejected and ack.accepted == len(batch):
+            return  # the usual case: every record accepted, nothing to do per record
         core = self.core
         refused: list[Record] = []
+        unacked: list[Record] = []
         backoff_ms = ack.retry_after_ms
         shutting_down = False
+        acks = ack.acks
         for index, record in enumerate(batch):
-            if record.state != INFLIGHT or record.epoch != epoch:
-                continue  # purged, or re-queued because the session ended meanwhile
-            if index >= len(ack.acks):
-                refused.append(record)  # no ack: protocol breach, treat as refused
-                record.in_doubt = True
+            if not core.is_inflight(record, epoch):
+                continue  # reported or purged, or re-queued because the session ended
+            if index >= len(acks):
+                unacked.append(record)  # no ack: protocol breach, treat as refused
                 continue
-            item = ack.acks[index]
+            item = acks[index]
             if item.received:
-                record.state = ACCEPTED
-            elif item.error_code in (QUEUE_FULL, SHUTTING_DOWN):
+                continue
+            if item.error_code in (QUEUE_FULL, SHUTTING_DOWN):
                 refused.append(record)
                 backoff_ms = max(backoff_ms, item.retry_after_ms)
                 shutting_down = shutting_down or item.error_code == SHUTTING_DOWN
             else:
                 core.resolve(record, sidecar_error(item.error_code, item.error_message))
-        if refused:
+        core.wake_app()
+        if unacked:
+            core.requeue_front(unacked, in_doubt=True)
+        if refused or unacked:
             core.requeue_front(refused)
             core.stats.on_backpressure()
             core.retry_at = time.monotonic() + max(backoff_ms / 1000, _MIN_RETRY_S)
@@ -286,8 +293,7 @@ class Routes:
         status = error.code()  # type: ignore[attr-defined]
         sidecar_code = error_code_of(error)
         with core.lock:
-            live = [record for record in batch
-                    if record.state == INFLIGHT and record.epoch == epoch]
+            live = [record for record in batch if core.is_inflight(record, epoch)]
             if sidecar_code == QUEUE_FULL or (status == grpc.StatusCode.RESOURCE_EXHAUSTED
                                               and sidecar_code is None):
                 core.requeue_front(live)
@@ -297,6 +303,7 @@ class Routes:
                 for record in live:
                     core.resolve(record, sidecar_error(sidecar_code or "INVALID_ARGUMENT",
                                                        error.details() or ""))  # type: ignore
+                core.wake_app()
             else:
                 core.lose_sidecar(epoch, f"EmitBatch failed: {status.name} "
                                          f"{error.details()}")  # type: ignore[attr-defined]
@@ -340,13 +347,13 @@ class Routes:
             if not core.outbox:
                 wait = 1.0 if self.settings.mode == "direct" else max(
                     0.0, core.next_probe - time.monotonic())
-                core.cond.wait(min(wait, 1.0))
+                core.wait_for_work(min(wait, 1.0))
                 return
-            records = []
+            records: list[Record] = []
             while core.outbox and len(records) < _DIRECT_CHUNK:
                 record = core.outbox.popleft()
-                if record.state == QUEUED:
-                    record.state = DIRECT
+                if record[ID] in core.pending:
+                    core.direct_ids.add(record[ID])
                     records.append(record)
             core.count_attempt(records, DIRECT_ROUTE)
             core.direct_outstanding += len(records)
@@ -357,10 +364,11 @@ class Routes:
         for index, record in enumerate(records):
             while True:
                 try:
-                    producer.produce(record.topic, record.value, record.key,
-                                     partition=record.partition,
+                    producer.produce(record[TOPIC], record[VALUE], record[KEY],
+                                     partition=record[PARTITION],
                                      on_delivery=self._direct_callback(record),
-                                     timestamp=record.timestamp_ms, headers=record.headers)
+                                     timestamp=record[TIMESTAMP],
+                                     headers=list(record[HEADERS]) if record[HEADERS] else None)
                     break
                 except BufferError:
                     with self.core.lock:  # the pump thread frees room by polling
@@ -370,15 +378,17 @@ class Routes:
                     with self.core.lock:
                         self.core.direct_outstanding -= 1
                         self.core.resolve(record, reason, route=DIRECT_ROUTE)
+                        self.core.wake_app()
                     break
 
     def _direct_callback(self, record: Record) -> Any:
         core = self.core
 
         def on_delivery(error: Any, message: Any) -> None:
+            # Runs inside the pump thread's poll(), which wakes the application afterwards.
             with core.lock:
                 core.direct_outstanding -= 1
-                if record.state == DONE or error is not None:
+                if core.is_done(record) or error is not None:
                     core.resolve(record, error, route=DIRECT_ROUTE)
                 else:
                     core.resolve(record, None, message.partition(), message.offset(),
@@ -399,7 +409,7 @@ class Routes:
             direct = confluent_kafka.Producer(conf)
             with self.core.lock:
                 self.direct = direct
-                self.core.cond.notify_all()
+                self.core.pump_cond.notify_all()
         return direct
 
     def _draining_step(self) -> None:
@@ -419,11 +429,13 @@ class Routes:
         while True:
             with core.lock:
                 while self.direct is None and not core.closed:
-                    core.cond.wait(1.0)
+                    core.pump_cond.wait(1.0)
                 if core.closed:
                     return
                 direct = self.direct  # stop() may release it while we poll
-            direct.poll(0.1)
+            if direct.poll(0.1):
+                with core.lock:
+                    core.wake_app()
 
     # ---- delivery reports ------------------------------------------------------------------
 
@@ -463,9 +475,9 @@ class Routes:
         reason = "delivery stream ended"
         try:
             for batch in stream:
+                reports = batch.reports
                 with core.lock:
-                    for report in batch.reports:
-                        self._on_report(report, epoch)
+                    self._on_reports(reports, epoch)
         except grpc.RpcError as error:
             reason = f"delivery stream failed: {error.code().name}"  # type: ignore
         with core.lock:
@@ -473,26 +485,34 @@ class Routes:
                 core.stream = None
         return reason
 
-    def _on_report(self, report: Any, epoch: int) -> None:
+    def _on_reports(self, reports: Any, epoch: int) -> None:
+        """One ``DeliveryReportBatch``'s reports from the stream of session ``epoch``. Lock held.
+
+        Reports come in sequence order without gaps: checking the first and last suffices,
+        except after a resume (already seen ones are skipped) or a loss (counted)."""
         core = self.core
+        count = len(reports)
+        if not count:
+            return
         if epoch == core.epoch:
+            first, last = reports[0].seq, reports[count - 1].seq
+            if first == core.last_seq + 1 and last - first + 1 == count:
+                core.last_seq = last
+            else:
+                reports = self._check_sequence(reports)
+        core.resolve_reports(reports, epoch)
+
+    def _check_sequence(self, reports: Any) -> list[Any]:
+        """Reports not seen before, in order; counts the sequence numbers that never came."""
+        core = self.core
+        fresh = []
+        for report in reports:
             if report.seq <= core.last_seq:
-                return
+                continue
             if report.seq != core.last_seq + 1:
                 lost = report.seq - core.last_seq - 1
                 core.reports_lost += lost
                 self.settings.logger.warning("kafka-sidecar: %d delivery reports were lost", lost)
             core.last_seq = report.seq
-        record = core.pending.get(report.record_id)
-        if record is None:
-            return
-        current = record.epoch == epoch and record.state in (ACCEPTED, INFLIGHT)
-        if not report.error_code:
-            core.resolve(record, None, report.partition, report.offset, report.timestamp_ms)
-        elif report.error_code == NOT_DELIVERED_AT_SHUTDOWN:
-            if current:  # never written: re-send without risk of a duplicate
-                record.state = QUEUED
-                core.outbox.append(record)
-                core.outbox = deque(sorted(core.outbox, key=lambda queued: queued.record_id))
-        elif current:
-            core.resolve(record, sidecar_error(report.error_code, report.error_message))
+            fresh.append(report)
+        return fresh

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from bisect import bisect_right
 from collections import Counter, deque
 from typing import Any, Optional
 
@@ -20,6 +22,8 @@ except ImportError:  # pragma: no cover
     prometheus_client = None
 
 LATENCY_SAMPLES = 10000
+# Background paths and poll() push to Prometheus at most this often; flush() always does.
+EXPORT_INTERVAL_S = 0.1
 
 # Metric names (Prometheus conventions: _total for counters, _seconds for durations).
 PRODUCED_TOTAL = "kafka_sidecar_client_records_produced_total"
@@ -89,9 +93,12 @@ def _metrics() -> Optional[_Prometheus]:
 class Stats:
     """Counters of one producer in one process.
 
-    The hot path (``on_produced``, ``on_resolved``) only bumps plain integers; :meth:`export`
-    pushes what changed since its last call into Prometheus, once per batch or ``poll()``
-    rather than once per record (a labelled prometheus_client update costs microseconds).
+    The hot path (``on_delivered``, once per batch of delivery reports) only bumps plain
+    integers and extends lists; :meth:`export` pushes what changed since its last call into
+    Prometheus at most every ``EXPORT_INTERVAL_S`` (or when forced by ``flush()``), latencies as
+    one bucket count per histogram bucket rather than one ``observe()`` per record (a labelled
+    prometheus_client update costs microseconds). ``produced`` is kept by the core (it is the
+    number of record ids handed out) and copied here before each export or snapshot.
     """
 
     def __init__(self, client_id: str) -> None:
@@ -111,13 +118,11 @@ class Stats:
         self.delivered_by_route: Counter[str] = Counter()
         self.failed_by_route: Counter[str] = Counter()
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
-        self._unexported_latencies: list[tuple[str, float]] = []
+        self._unexported_latencies: dict[str, list[float]] = {}
         self._exported: dict[tuple[str, ...], int] = {}
+        self._exported_at = 0.0
         self._children: dict[tuple[str, ...], Any] = {}
         _metrics()
-
-    def on_produced(self) -> None:
-        self.produced += 1
 
     def on_sent(self, route: str, count: int) -> None:
         self.sent += count
@@ -125,14 +130,24 @@ class Stats:
 
     def on_resolved(self, route: str, ok: bool, latency_s: float) -> None:
         if ok:
-            self.delivered += 1
-            self.delivered_by_route[route] += 1
-            self.latencies.append(latency_s)
-            if _prometheus is not None:
-                self._unexported_latencies.append((route, latency_s))
+            self.on_delivered(route, (latency_s,))
         else:
             self.failed += 1
             self.failed_by_route[route] += 1
+
+    def on_delivered(self, route: str, latencies_s: "list[float] | tuple[float, ...]") -> None:
+        """Records delivered on ``route``, one latency each."""
+        count = len(latencies_s)
+        if not count:
+            return
+        self.delivered += count
+        self.delivered_by_route[route] += count
+        self.latencies.extend(latencies_s)
+        if _prometheus is not None:
+            unexported = self._unexported_latencies.get(route)
+            if unexported is None:
+                unexported = self._unexported_latencies[route] = []
+            unexported.extend(latencies_s)
 
     def on_resent(self, count: int, maybe_duplicates: int) -> None:
         self.resent += count
@@ -151,11 +166,16 @@ class Stats:
         """Records forgotten without a callback (the parent's records in a forked child)."""
         self.dropped += count
 
-    def export(self) -> None:
-        """Push the changes since the last call into Prometheus (a no-op without it)."""
+    def export(self, force: bool = True) -> None:
+        """Push the changes since the last push into Prometheus (a no-op without it); unless
+        ``force``, only when the last push is ``EXPORT_INTERVAL_S`` old."""
         metrics = _prometheus
         if metrics is None:
             return
+        now = time.monotonic()
+        if not force and now - self._exported_at < EXPORT_INTERVAL_S:
+            return
+        self._exported_at = now
         client = self.client_id
         counters: list[tuple[Any, tuple[str, ...], int]] = [
             (metrics.produced, (client,), self.produced),
@@ -169,7 +189,7 @@ class Stats:
                                  (metrics.delivered, self.delivered_by_route),
                                  (metrics.failed, self.failed_by_route)):
             counters.extend((family, (client, route), value) for route, value in by_route.items())
-        latencies, self._unexported_latencies = self._unexported_latencies, []
+        latencies, self._unexported_latencies = self._unexported_latencies, {}
         with _fork_lock:
             for family, labels, value in counters:
                 key = (family._name, *labels)
@@ -179,8 +199,8 @@ class Stats:
                     self._exported[key] = value
             depth = self.produced - self.delivered - self.failed - self.dropped
             self._child(metrics.queue_depth, (client,)).set(depth)
-            for route, latency_s in latencies:
-                self._child(metrics.latency, (client, route)).observe(latency_s)
+            for route, values in latencies.items():
+                _observe_all(self._child(metrics.latency, (client, route)), values)
 
     def _child(self, family: Any, labels: tuple[str, ...]) -> Any:
         key = (family._name, *labels)
@@ -221,3 +241,27 @@ class Stats:
         }
         snapshot.update(extra)
         return snapshot
+
+
+def _observe_all(histogram: Any, values: list[float]) -> None:
+    """``histogram.observe(v)`` for each value, as one increment per bucket.
+
+    Relies on prometheus_client's ``Histogram`` child layout (``_upper_bounds``, ``_buckets``,
+    ``_sum``, stable since 0.4); anything else gets plain ``observe()`` calls. Sorting is cheap:
+    latencies arrive in long monotonic runs.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    ordered = sorted(values)
+    below = 0
+    for bound, bucket in zip(bounds, buckets):
+        upto = bisect_right(ordered, bound)  # observe() counts a value in the first bound >= it
+        if upto > below:
+            bucket.inc(upto - below)
+            below = upto
+    total.inc(sum(ordered))
