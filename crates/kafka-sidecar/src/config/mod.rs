@@ -316,6 +316,14 @@ pub enum EmbeddedFormatName {
     String,
 }
 
+impl EmbeddedFormatName {
+    /// Whether the format needs a schema registry (avro, jsonschema, protobuf), which the
+    /// sidecar does not have yet.
+    pub fn needs_registry(self) -> bool {
+        matches!(self, Self::Avro | Self::Jsonschema | Self::Protobuf)
+    }
+}
+
 /// Metrics and health.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -129,7 +129,7 @@ impl ReactiveConsumerConfig {
             return Err(invalid("backend_health_url", "must be an http:// or https:// URL"));
         }
         for (key, format) in [("key_format", self.key_format), ("value_format", self.value_format)] {
-            if !matches!(format, EmbeddedFormatName::Binary | EmbeddedFormatName::Json | EmbeddedFormatName::String) {
+            if format.needs_registry() {
                 return Err(invalid(key, "avro, jsonschema and protobuf need the schema registry, not yet supported"));
             }
         }

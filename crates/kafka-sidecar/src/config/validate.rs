@@ -1,7 +1,7 @@
 //! Start-up checks that serde's types cannot express: ranges, cross-field rules and properties the
 //! sidecar manages itself.
 
-use super::{Config, ConfigError, EmbeddedFormatName};
+use super::{Config, ConfigError};
 
 /// librdkafka properties the sidecar sets from its own keys; setting them raw would bypass checks.
 const MANAGED_PROPERTIES: &[(&str, &str)] = &[
@@ -72,7 +72,7 @@ impl Config {
             ("http.default_key_format", self.http.default_key_format),
             ("http.default_value_format", self.http.default_value_format),
         ] {
-            if !matches!(format, EmbeddedFormatName::Binary | EmbeddedFormatName::Json | EmbeddedFormatName::String) {
+            if format.needs_registry() {
                 return Err(invalid(key, "avro, jsonschema and protobuf need the schema registry, not yet supported"));
             }
         }
@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn schema_formats_are_rejected_as_defaults() {
         let mut config = Config::default();
-        config.http.default_value_format = EmbeddedFormatName::Avro;
+        config.http.default_value_format = crate::config::EmbeddedFormatName::Avro;
         assert!(config.validate().expect_err("avro").to_string().contains("http.default_value_format"));
     }
 

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::admin::AdminState;
 use super::consumers::parse_body;
 use super::status::{ApiError, body_bytes};
+use crate::consumer::TopicPartition;
 use crate::error::{ErrorCode, SidecarError};
 use crate::reactive::{HoldRequest, ReactiveConsumer, RedriveRequest, SeekRequest};
 
@@ -36,6 +37,13 @@ fn reactive(state: &AdminState) -> Result<&ReactiveConsumer, ApiError> {
     })
 }
 
+/// `{"partitions": [{"topic", "partition"}]}`: what an action touched.
+fn partitions_json(partitions: Vec<TopicPartition>) -> Response {
+    let listed: Vec<_> =
+        partitions.into_iter().map(|tp| json!({"topic": tp.topic, "partition": tp.partition})).collect();
+    Json(json!({ "partitions": listed })).into_response()
+}
+
 fn who(headers: &HeaderMap) -> String {
     ["x-client-id", "user-agent"]
         .iter()
@@ -54,9 +62,7 @@ async fn hold(state: &AdminState, headers: &HeaderMap, body: Bytes, pause: bool)
     let partitions = reactive(state)?.hold(request).await?;
     tracing::info!(who = %who(headers), action = if pause { "pause" } else { "resume" },
         partitions = partitions.len(), "admin: reactive consumer");
-    let listed: Vec<_> =
-        partitions.into_iter().map(|tp| json!({"topic": tp.topic, "partition": tp.partition})).collect();
-    Ok(Json(json!({ "partitions": listed })).into_response())
+    Ok(partitions_json(partitions))
 }
 
 async fn pause(
@@ -85,9 +91,7 @@ async fn seek(
     let partitions = reactive(&state)?.seek(request).await?;
     tracing::info!(who = %who(&headers), action = "seek", topic = %topic, partitions = partitions.len(),
         "admin: reactive consumer");
-    let listed: Vec<_> =
-        partitions.into_iter().map(|tp| json!({"topic": tp.topic, "partition": tp.partition})).collect();
-    Ok(Json(json!({ "partitions": listed })).into_response())
+    Ok(partitions_json(partitions))
 }
 
 async fn redrive(

@@ -131,7 +131,7 @@ fn settings(state: &AppState, group: String, request: CreateRequest) -> Result<I
             serde_json::from_value::<EmbeddedFormat>(value).map_err(|error| bad(format!("format: {error}")))?.0
         }
     };
-    if !matches!(format, EmbeddedFormatName::Binary | EmbeddedFormatName::Json | EmbeddedFormatName::String) {
+    if format.needs_registry() {
         return Err(bad(format!("the {format:?} format needs the schema registry, which is not configured")));
     }
     let auto_offset_reset = match request.auto_offset_reset.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -289,7 +289,7 @@ fn response_format(
                 .0
         }
     };
-    if !matches!(format, EmbeddedFormatName::Binary | EmbeddedFormatName::Json | EmbeddedFormatName::String) {
+    if format.needs_registry() {
         return Err(mismatch(format!("the {format:?} format needs the schema registry")));
     }
     let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or("");
