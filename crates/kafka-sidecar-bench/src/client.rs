@@ -61,6 +61,7 @@ pub async fn emit_all(client: &mut Client, session: &str, mut records: Vec<Produ
             client_id: "bench".into(),
             session_id: session.into(),
             records: records.clone(),
+            ..ProduceBatch::default()
         };
         let ack = client.emit_batch(batch).await?.into_inner();
         let accepted = ack.acks.iter().take_while(|ack| ack.received).count();

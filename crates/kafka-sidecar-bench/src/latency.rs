@@ -120,7 +120,13 @@ fn sidecar(args: &LatencyArgs, warm_up: u64, total: u64) -> Result<(hdrhistogram
     let lag = schedule.run(MAX_BATCH, warm_up, |ids| {
         let first = ids.start;
         let records = client::records(&args.topic, ids, &values);
-        let batch = ProduceBatch { batch_id: first, client_id: "bench".into(), session_id: session.clone(), records };
+        let batch = ProduceBatch {
+            batch_id: first,
+            client_id: "bench".into(),
+            session_id: session.clone(),
+            records,
+            ..ProduceBatch::default()
+        };
         let _ = sender.send(batch);
     });
     drop(sender);

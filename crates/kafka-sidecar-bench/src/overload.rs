@@ -81,6 +81,7 @@ pub fn run(args: &OverloadArgs) -> Result<Value> {
             client_id: "bench".into(),
             session_id: session.clone(),
             records: client::records(&args.topic, ids, &values),
+            ..ProduceBatch::default()
         };
         let (mut client, counts, latency) = (client.clone(), Arc::clone(&counts), Arc::clone(&accepted_latency));
         runtime.spawn(async move {

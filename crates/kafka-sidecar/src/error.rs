@@ -57,6 +57,18 @@ pub enum ErrorCode {
     InvalidConsumerConfig,
     /// Kafka refused a consumer operation (commit, seek, subscribe).
     KafkaError,
+    /// The schema named by id, subject or version is not in the registry.
+    SchemaNotFound,
+    /// The registry refused a new schema version as incompatible with the subject's earlier ones.
+    SchemaIncompatible,
+    /// A schema does not parse, or is of another type than the request's format.
+    SchemaInvalid,
+    /// A key or value does not fit its schema; the message names the field.
+    RecordInvalid,
+    /// The schema registry did not answer; cached schemas keep working.
+    SchemaRegistryUnavailable,
+    /// The schema registry refused the sidecar itself (e.g. its credentials).
+    SchemaRegistryRefused,
     /// A bug or an unexpected librdkafka answer; details are logged, not returned.
     Internal,
 }
@@ -89,6 +101,12 @@ impl ErrorCode {
             Self::TooManyConsumers => "TOO_MANY_CONSUMERS",
             Self::InvalidConsumerConfig => "INVALID_CONSUMER_CONFIG",
             Self::KafkaError => "KAFKA_ERROR",
+            Self::SchemaNotFound => "SCHEMA_NOT_FOUND",
+            Self::SchemaIncompatible => "SCHEMA_INCOMPATIBLE",
+            Self::SchemaInvalid => "SCHEMA_INVALID",
+            Self::RecordInvalid => "RECORD_INVALID",
+            Self::SchemaRegistryUnavailable => "SCHEMA_REGISTRY_UNAVAILABLE",
+            Self::SchemaRegistryRefused => "SCHEMA_REGISTRY_REFUSED",
             Self::Internal => "INTERNAL",
         }
     }
@@ -97,8 +115,10 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             Self::QueueFull | Self::TooManyConsumers => 429,
-            Self::UnknownTopic | Self::NotFound | Self::ConsumerNotFound => 404,
-            Self::UnknownSession | Self::ConsumerExists | Self::ConsumerState => 409,
+            Self::UnknownTopic | Self::NotFound | Self::ConsumerNotFound | Self::SchemaNotFound => 404,
+            Self::UnknownSession | Self::ConsumerExists | Self::ConsumerState | Self::SchemaIncompatible => 409,
+            Self::SchemaInvalid | Self::RecordInvalid => 422,
+            Self::SchemaRegistryRefused => 502,
             Self::FormatMismatch => 406,
             Self::MethodNotAllowed => 405,
             Self::InvalidConsumerConfig => 422,
@@ -109,7 +129,7 @@ impl ErrorCode {
             | Self::InvalidJson
             | Self::InvalidRequest
             | Self::UnsupportedFormat => 400,
-            Self::ShuttingDown | Self::KafkaUnavailable => 503,
+            Self::ShuttingDown | Self::KafkaUnavailable | Self::SchemaRegistryUnavailable => 503,
             Self::DeliveryFailed | Self::NotDeliveredAtShutdown => 502,
             Self::Internal | Self::KafkaError => 500,
         }
@@ -128,6 +148,9 @@ impl ErrorCode {
             Self::TooManyConsumers => 42901,
             Self::KafkaError => 50002,
             Self::KafkaUnavailable => 50003,
+            Self::SchemaNotFound => 40403,
+            Self::RecordInvalid => 42203,
+            Self::SchemaInvalid => 42205,
             other => u32::from(other.http_status()),
         }
     }
@@ -137,8 +160,11 @@ impl ErrorCode {
         use tonic::Code;
         match self {
             Self::QueueFull | Self::TooManyConsumers => Code::ResourceExhausted,
-            Self::UnknownTopic | Self::NotFound | Self::ConsumerNotFound => Code::NotFound,
+            Self::UnknownTopic | Self::NotFound | Self::ConsumerNotFound | Self::SchemaNotFound => Code::NotFound,
             Self::ConsumerExists => Code::AlreadyExists,
+            Self::SchemaIncompatible => Code::FailedPrecondition,
+            Self::SchemaInvalid | Self::RecordInvalid => Code::InvalidArgument,
+            Self::SchemaRegistryRefused => Code::Internal,
             Self::ConsumerState => Code::FailedPrecondition,
             Self::FormatMismatch | Self::InvalidConsumerConfig => Code::InvalidArgument,
             Self::MethodNotAllowed => Code::Unimplemented,
@@ -152,7 +178,7 @@ impl ErrorCode {
             | Self::InvalidRequest => Code::InvalidArgument,
             Self::UnsupportedFormat => Code::Unimplemented,
             Self::UnknownSession => Code::FailedPrecondition,
-            Self::ShuttingDown | Self::KafkaUnavailable => Code::Unavailable,
+            Self::ShuttingDown | Self::KafkaUnavailable | Self::SchemaRegistryUnavailable => Code::Unavailable,
             Self::DeliveryFailed | Self::NotDeliveredAtShutdown => Code::Aborted,
             Self::Internal => Code::Internal,
         }
@@ -160,7 +186,14 @@ impl ErrorCode {
 
     /// Whether the caller should retry the same record later.
     pub fn is_retriable(self) -> bool {
-        matches!(self, Self::QueueFull | Self::KafkaUnavailable | Self::ShuttingDown | Self::TooManyConsumers)
+        matches!(
+            self,
+            Self::QueueFull
+                | Self::KafkaUnavailable
+                | Self::ShuttingDown
+                | Self::TooManyConsumers
+                | Self::SchemaRegistryUnavailable
+        )
     }
 }
 

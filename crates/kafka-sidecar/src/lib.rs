@@ -14,6 +14,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod reactive;
 pub mod record;
+pub mod schema;
 mod server;
 mod sync;
 pub mod telemetry;

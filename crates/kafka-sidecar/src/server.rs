@@ -28,6 +28,7 @@ use crate::http::{self, admin};
 use crate::kafka::{DevBroker, SharedProducer};
 use crate::metrics::Metrics;
 use crate::reactive::ReactiveConsumer;
+use crate::schema::SchemaRegistry;
 
 /// Readiness is re-checked this often while not ready, and every [`READY_RECHECK`] once ready
 /// (each check is a full metadata request).
@@ -135,7 +136,8 @@ pub async fn run(
     let (stop_api, api_stopped) = watch::channel(false);
     let (stop_admin, admin_stopped) = watch::channel(false);
 
-    let service = ProducerService::new(Arc::clone(&producer), Arc::clone(&hub), Arc::clone(&metrics));
+    let schemas = SchemaRegistry::from_config(&config.schema_registry, Arc::clone(&metrics))?;
+    let service = ProducerService::new(Arc::clone(&producer), Arc::clone(&hub), schemas.clone(), Arc::clone(&metrics));
     let grpc_serving = grpc::serve(
         service,
         health_service,
@@ -145,10 +147,17 @@ pub async fn run(
     );
     let grpc_server = tokio::spawn(async move { grpc_serving.await.map_err(|error| error.to_string()) });
     let consumers = ConsumerManager::new(&config, &bootstrap, Arc::clone(&metrics));
-    let api = http::router(&config.http, Arc::clone(&producer), Arc::clone(&consumers), Arc::clone(&metrics));
+    let api = http::router(
+        &config.http,
+        Arc::clone(&producer),
+        Arc::clone(&consumers),
+        schemas.clone(),
+        Arc::clone(&metrics),
+    );
     let http_server = spawn_http(listeners.http, api, signal(api_stopped.clone()));
     let reactive =
-        ReactiveConsumer::start(&config, &bootstrap, &consumers, Arc::clone(&producer), Arc::clone(&metrics)).await?;
+        ReactiveConsumer::start(&config, &bootstrap, &consumers, Arc::clone(&producer), schemas, Arc::clone(&metrics))
+            .await?;
     let instance_sweeper = tokio::spawn(expire_instances(Arc::clone(&consumers)));
     let lag_exporter = (config.consumer.lag_interval_ms > 0).then(|| {
         let interval = Duration::from_millis(config.consumer.lag_interval_ms);

@@ -59,7 +59,13 @@ async fn batches_arrive_in_per_key_order_with_headers_and_reports() {
                 record(&topic, keys[(next_id % 4) as usize], next_id)
             })
             .collect();
-        let batch = pb::ProduceBatch { batch_id, client_id: "orders".into(), session_id: session.clone(), records };
+        let batch = pb::ProduceBatch {
+            batch_id,
+            client_id: "orders".into(),
+            session_id: session.clone(),
+            records,
+            ..Default::default()
+        };
         let ack = client.emit_batch(batch).await.expect("emit_batch").into_inner();
         assert_eq!((ack.batch_id, ack.accepted, ack.rejected), (batch_id, 50, 0));
     }

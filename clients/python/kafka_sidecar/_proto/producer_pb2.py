@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fkafka_sidecar/v1/producer.proto\x12\x10kafka_sidecar.v1\"$\n\x06Header\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xff\x01\n\x0eProduceRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x10\n\x03key\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12)\n\x07headers\x18\x03 \x03(\x0b\x32\x18.kafka_sidecar.v1.Header\x12\r\n\x05value\x18\x04 \x01(\x0c\x12\x16\n\tpartition\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\tclient_id\x18\x06 \x01(\t\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x11\n\trecord_id\x18\x08 \x01(\x04\x12\x19\n\x0ctimestamp_ms\x18\t \x01(\x03H\x02\x88\x01\x01\x42\x06\n\x04_keyB\x0c\n\n_partitionB\x0f\n\r_timestamp_ms\"t\n\nProduceAck\x12\x11\n\trecord_id\x18\x01 \x01(\x04\x12\x10\n\x08received\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\r\"z\n\x0cProduceBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x31\n\x07records\x18\x04 \x03(\x0b\x32 .kafka_sidecar.v1.ProduceRequest\"\x8b\x01\n\x0fProduceBatchAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12*\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32\x1c.kafka_sidecar.v1.ProduceAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\r\">\n\x15\x44\x65liveryStreamRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"H\n\x13\x44\x65liveryReportBatch\x12\x31\n\x07reports\x18\x01 \x03(\x0b\x32 .kafka_sidecar.v1.DeliveryReport\"\xb7\x01\n\x0e\x44\x65liveryReport\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\trecord_id\x18\x02 \x01(\x04\x12\r\n\x05topic\x18\x03 \x01(\t\x12\x11\n\tpartition\x18\x04 \x01(\x05\x12\x0e\n\x06offset\x18\x05 \x01(\x03\x12\x14\n\x0ctimestamp_ms\x18\x06 \x01(\x03\x12\x12\n\nerror_code\x18\x07 \x01(\t\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x12\n\nlatency_us\x18\t \x01(\x04\x32\xe2\x02\n\x0fProducerSidecar\x12\x46\n\x04\x45mit\x12 .kafka_sidecar.v1.ProduceRequest\x1a\x1c.kafka_sidecar.v1.ProduceAck\x12N\n\tEmitBatch\x12\x1e.kafka_sidecar.v1.ProduceBatch\x1a!.kafka_sidecar.v1.ProduceBatchAck\x12S\n\nEmitStream\x12\x1e.kafka_sidecar.v1.ProduceBatch\x1a!.kafka_sidecar.v1.ProduceBatchAck(\x01\x30\x01\x12\x62\n\x0e\x44\x65liveryStream\x12\'.kafka_sidecar.v1.DeliveryStreamRequest\x1a%.kafka_sidecar.v1.DeliveryReportBatch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fkafka_sidecar/v1/producer.proto\x12\x10kafka_sidecar.v1\"$\n\x06Header\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xe5\x02\n\x0eProduceRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x10\n\x03key\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12)\n\x07headers\x18\x03 \x03(\x0b\x32\x18.kafka_sidecar.v1.Header\x12\r\n\x05value\x18\x04 \x01(\x0c\x12\x16\n\tpartition\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\tclient_id\x18\x06 \x01(\t\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x11\n\trecord_id\x18\x08 \x01(\x04\x12\x19\n\x0ctimestamp_ms\x18\t \x01(\x03H\x02\x88\x01\x01\x12\x30\n\nkey_schema\x18\n \x01(\x0b\x32\x1c.kafka_sidecar.v1.SchemaSpec\x12\x32\n\x0cvalue_schema\x18\x0b \x01(\x0b\x32\x1c.kafka_sidecar.v1.SchemaSpecB\x06\n\x04_keyB\x0c\n\n_partitionB\x0f\n\r_timestamp_ms\"w\n\nSchemaSpec\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x0e\n\x06schema\x18\x02 \x01(\t\x12\x0f\n\x02id\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x07version\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x0f\n\x07subject\x18\x05 \x01(\tB\x05\n\x03_idB\n\n\x08_version\"t\n\nProduceAck\x12\x11\n\trecord_id\x18\x01 \x01(\x04\x12\x10\n\x08received\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\r\"\xe0\x01\n\x0cProduceBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x31\n\x07records\x18\x04 \x03(\x0b\x32 .kafka_sidecar.v1.ProduceRequest\x12\x30\n\nkey_schema\x18\x05 \x01(\x0b\x32\x1c.kafka_sidecar.v1.SchemaSpec\x12\x32\n\x0cvalue_schema\x18\x06 \x01(\x0b\x32\x1c.kafka_sidecar.v1.SchemaSpec\"\x8b\x01\n\x0fProduceBatchAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12*\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32\x1c.kafka_sidecar.v1.ProduceAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\r\">\n\x15\x44\x65liveryStreamRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"H\n\x13\x44\x65liveryReportBatch\x12\x31\n\x07reports\x18\x01 \x03(\x0b\x32 .kafka_sidecar.v1.DeliveryReport\"\xb7\x01\n\x0e\x44\x65liveryReport\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\trecord_id\x18\x02 \x01(\x04\x12\r\n\x05topic\x18\x03 \x01(\t\x12\x11\n\tpartition\x18\x04 \x01(\x05\x12\x0e\n\x06offset\x18\x05 \x01(\x03\x12\x14\n\x0ctimestamp_ms\x18\x06 \x01(\x03\x12\x12\n\nerror_code\x18\x07 \x01(\t\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x12\n\nlatency_us\x18\t \x01(\x04\x32\xe2\x02\n\x0fProducerSidecar\x12\x46\n\x04\x45mit\x12 .kafka_sidecar.v1.ProduceRequest\x1a\x1c.kafka_sidecar.v1.ProduceAck\x12N\n\tEmitBatch\x12\x1e.kafka_sidecar.v1.ProduceBatch\x1a!.kafka_sidecar.v1.ProduceBatchAck\x12S\n\nEmitStream\x12\x1e.kafka_sidecar.v1.ProduceBatch\x1a!.kafka_sidecar.v1.ProduceBatchAck(\x01\x30\x01\x12\x62\n\x0e\x44\x65liveryStream\x12\'.kafka_sidecar.v1.DeliveryStreamRequest\x1a%.kafka_sidecar.v1.DeliveryReportBatch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,19 +34,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEADER']._serialized_start=53
   _globals['_HEADER']._serialized_end=89
   _globals['_PRODUCEREQUEST']._serialized_start=92
-  _globals['_PRODUCEREQUEST']._serialized_end=347
-  _globals['_PRODUCEACK']._serialized_start=349
-  _globals['_PRODUCEACK']._serialized_end=465
-  _globals['_PRODUCEBATCH']._serialized_start=467
-  _globals['_PRODUCEBATCH']._serialized_end=589
-  _globals['_PRODUCEBATCHACK']._serialized_start=592
-  _globals['_PRODUCEBATCHACK']._serialized_end=731
-  _globals['_DELIVERYSTREAMREQUEST']._serialized_start=733
-  _globals['_DELIVERYSTREAMREQUEST']._serialized_end=795
-  _globals['_DELIVERYREPORTBATCH']._serialized_start=797
-  _globals['_DELIVERYREPORTBATCH']._serialized_end=869
-  _globals['_DELIVERYREPORT']._serialized_start=872
-  _globals['_DELIVERYREPORT']._serialized_end=1055
-  _globals['_PRODUCERSIDECAR']._serialized_start=1058
-  _globals['_PRODUCERSIDECAR']._serialized_end=1412
+  _globals['_PRODUCEREQUEST']._serialized_end=449
+  _globals['_SCHEMASPEC']._serialized_start=451
+  _globals['_SCHEMASPEC']._serialized_end=570
+  _globals['_PRODUCEACK']._serialized_start=572
+  _globals['_PRODUCEACK']._serialized_end=688
+  _globals['_PRODUCEBATCH']._serialized_start=691
+  _globals['_PRODUCEBATCH']._serialized_end=915
+  _globals['_PRODUCEBATCHACK']._serialized_start=918
+  _globals['_PRODUCEBATCHACK']._serialized_end=1057
+  _globals['_DELIVERYSTREAMREQUEST']._serialized_start=1059
+  _globals['_DELIVERYSTREAMREQUEST']._serialized_end=1121
+  _globals['_DELIVERYREPORTBATCH']._serialized_start=1123
+  _globals['_DELIVERYREPORTBATCH']._serialized_end=1195
+  _globals['_DELIVERYREPORT']._serialized_start=1198
+  _globals['_DELIVERYREPORT']._serialized_end=1381
+  _globals['_PRODUCERSIDECAR']._serialized_start=1384
+  _globals['_PRODUCERSIDECAR']._serialized_end=1738
 # @@protoc_insertion_point(module_scope)

@@ -15,7 +15,7 @@ class Header(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
 
 class ProduceRequest(_message.Message):
-    __slots__ = ("topic", "key", "headers", "value", "partition", "client_id", "session_id", "record_id", "timestamp_ms")
+    __slots__ = ("topic", "key", "headers", "value", "partition", "client_id", "session_id", "record_id", "timestamp_ms", "key_schema", "value_schema")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,8 @@ class ProduceRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    KEY_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    VALUE_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     topic: str
     key: bytes
     headers: _containers.RepeatedCompositeFieldContainer[Header]
@@ -34,7 +36,23 @@ class ProduceRequest(_message.Message):
     session_id: str
     record_id: int
     timestamp_ms: int
-    def __init__(self, topic: _Optional[str] = ..., key: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., value: _Optional[bytes] = ..., partition: _Optional[int] = ..., client_id: _Optional[str] = ..., session_id: _Optional[str] = ..., record_id: _Optional[int] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    key_schema: SchemaSpec
+    value_schema: SchemaSpec
+    def __init__(self, topic: _Optional[str] = ..., key: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., value: _Optional[bytes] = ..., partition: _Optional[int] = ..., client_id: _Optional[str] = ..., session_id: _Optional[str] = ..., record_id: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., key_schema: _Optional[_Union[SchemaSpec, _Mapping]] = ..., value_schema: _Optional[_Union[SchemaSpec, _Mapping]] = ...) -> None: ...
+
+class SchemaSpec(_message.Message):
+    __slots__ = ("format", "schema", "id", "version", "subject")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    format: str
+    schema: str
+    id: int
+    version: int
+    subject: str
+    def __init__(self, format: _Optional[str] = ..., schema: _Optional[str] = ..., id: _Optional[int] = ..., version: _Optional[int] = ..., subject: _Optional[str] = ...) -> None: ...
 
 class ProduceAck(_message.Message):
     __slots__ = ("record_id", "received", "error_code", "error_message", "retry_after_ms")
@@ -51,16 +69,20 @@ class ProduceAck(_message.Message):
     def __init__(self, record_id: _Optional[int] = ..., received: _Optional[bool] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
 
 class ProduceBatch(_message.Message):
-    __slots__ = ("batch_id", "client_id", "session_id", "records")
+    __slots__ = ("batch_id", "client_id", "session_id", "records", "key_schema", "value_schema")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    KEY_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    VALUE_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     client_id: str
     session_id: str
     records: _containers.RepeatedCompositeFieldContainer[ProduceRequest]
-    def __init__(self, batch_id: _Optional[int] = ..., client_id: _Optional[str] = ..., session_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[ProduceRequest, _Mapping]]] = ...) -> None: ...
+    key_schema: SchemaSpec
+    value_schema: SchemaSpec
+    def __init__(self, batch_id: _Optional[int] = ..., client_id: _Optional[str] = ..., session_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[ProduceRequest, _Mapping]]] = ..., key_schema: _Optional[_Union[SchemaSpec, _Mapping]] = ..., value_schema: _Optional[_Union[SchemaSpec, _Mapping]] = ...) -> None: ...
 
 class ProduceBatchAck(_message.Message):
     __slots__ = ("batch_id", "acks", "accepted", "rejected", "retry_after_ms")

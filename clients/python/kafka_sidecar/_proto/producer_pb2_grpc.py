@@ -65,6 +65,8 @@ class ProducerSidecarServicer:
         Errors are gRPC statuses: INVALID_ARGUMENT, NOT_FOUND (unknown topic),
         RESOURCE_EXHAUSTED (queue full; metadata "retry-after-ms"), UNAVAILABLE
         (shutting down). Every error carries metadata "kafka-sidecar-error-code".
+        With key_schema/value_schema (see SchemaSpec) a record that does not fit
+        its schema fails with INVALID_ARGUMENT and code RECORD_INVALID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -5,6 +5,7 @@
 
 mod load;
 mod reactive;
+mod schema_registry;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use load::{ConfigError, ConfigSources};
 pub use reactive::{ReactiveConsumerConfig, RetryConfig};
+pub use schema_registry::SchemaRegistryConfig;
 
 /// The whole sidecar configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -34,6 +36,8 @@ pub struct Config {
     pub grpc: GrpcConfig,
     /// The HTTP produce API.
     pub http: HttpConfig,
+    /// The Confluent-compatible schema registry behind avro, jsonschema and protobuf.
+    pub schema_registry: SchemaRegistryConfig,
     /// Metrics and health.
     pub admin: AdminConfig,
     /// Draining on SIGTERM.
@@ -317,8 +321,7 @@ pub enum EmbeddedFormatName {
 }
 
 impl EmbeddedFormatName {
-    /// Whether the format needs a schema registry (avro, jsonschema, protobuf), which the
-    /// sidecar does not have yet.
+    /// Whether the format needs the schema registry (avro, jsonschema, protobuf).
     pub fn needs_registry(self) -> bool {
         matches!(self, Self::Avro | Self::Jsonschema | Self::Protobuf)
     }

@@ -128,11 +128,6 @@ impl ReactiveConsumerConfig {
         if !self.backend_health_url.is_empty() && !is_http_url(&self.backend_health_url) {
             return Err(invalid("backend_health_url", "must be an http:// or https:// URL"));
         }
-        for (key, format) in [("key_format", self.key_format), ("value_format", self.value_format)] {
-            if format.needs_registry() {
-                return Err(invalid(key, "avro, jsonschema and protobuf need the schema registry, not yet supported"));
-            }
-        }
         if self.max_batch_records == 0 || self.max_batch_bytes == 0 || self.max_in_flight_batches == 0 {
             return Err(invalid("max_batch_records", "batch sizes and max_in_flight_batches must be positive"));
         }

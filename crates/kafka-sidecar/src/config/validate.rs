@@ -68,14 +68,7 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             return Err(invalid("http.max_body_bytes", "must be at least 1024"));
         }
-        for (key, format) in [
-            ("http.default_key_format", self.http.default_key_format),
-            ("http.default_value_format", self.http.default_value_format),
-        ] {
-            if format.needs_registry() {
-                return Err(invalid(key, "avro, jsonschema and protobuf need the schema registry, not yet supported"));
-            }
-        }
+        self.validate_schema_registry()?;
         self.validate_consumer()?;
         self.reactive_consumer.validate()?;
         if self.kafka.dev_broker_count == 0 || self.kafka.dev_broker_count > 16 {
@@ -93,6 +86,40 @@ impl Config {
             if let Some((other_key, _)) = clash {
                 return Err(invalid(key, format!("same address as {other_key}")));
             }
+        }
+        Ok(())
+    }
+
+    /// Schema formats as defaults need a registry; its URLs and bounds must make sense.
+    fn validate_schema_registry(&self) -> Result<(), ConfigError> {
+        let registry = &self.schema_registry;
+        let reactive = &self.reactive_consumer;
+        let defaults = [
+            ("http.default_key_format", self.http.default_key_format),
+            ("http.default_value_format", self.http.default_value_format),
+            ("reactive_consumer.key_format", reactive.key_format),
+            ("reactive_consumer.value_format", reactive.value_format),
+        ];
+        for (key, format) in defaults {
+            // The reactive consumer's formats only matter when it is on.
+            let used = !key.starts_with("reactive") || reactive.enabled;
+            if used && format.needs_registry() && !registry.is_configured() {
+                return Err(invalid(key, "avro, jsonschema and protobuf need schema_registry.url"));
+            }
+        }
+        for url in registry.urls() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid("schema_registry.url", format!("{url:?} is not an http:// or https:// URL")));
+            }
+        }
+        if registry.basic_auth_user.is_some() != registry.basic_auth_password.is_some() {
+            return Err(invalid("schema_registry.basic_auth_user", "user and password are set together"));
+        }
+        if registry.cache_max_schemas == 0 {
+            return Err(invalid("schema_registry.cache_max_schemas", "must be positive"));
+        }
+        if registry.request_timeout_ms < 10 {
+            return Err(invalid("schema_registry.request_timeout_ms", "must be at least 10"));
         }
         Ok(())
     }
@@ -165,10 +192,15 @@ mod tests {
     }
 
     #[test]
-    fn schema_formats_are_rejected_as_defaults() {
+    fn schema_formats_as_defaults_need_a_registry() {
         let mut config = Config::default();
         config.http.default_value_format = crate::config::EmbeddedFormatName::Avro;
         assert!(config.validate().expect_err("avro").to_string().contains("http.default_value_format"));
+        config.schema_registry.url = "http://127.0.0.1:8081, http://127.0.0.1:8082/".into();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.schema_registry.urls(), ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]);
+        config.schema_registry.url = "ftp://registry".into();
+        assert!(config.validate().expect_err("scheme").to_string().contains("schema_registry.url"));
     }
 
     #[test]

@@ -77,6 +77,12 @@ impl ConsumerInstance {
         self.call(|reply| Command::Fetch(limits, reply)).await
     }
 
+    /// Takes back records [`Self::fetch`] returned that could not be handed to the app: the next
+    /// fetch returns them again.
+    pub async fn restore(&self, records: Vec<ConsumedRecord>) -> Result<(), SidecarError> {
+        self.send(|reply| Command::Restore(records, reply)).await
+    }
+
     /// Commits processed offsets, or everything returned so far with `None`.
     pub async fn commit(&self, offsets: Option<Vec<ProcessedOffset>>) -> Result<Vec<CommittedOffset>, SidecarError> {
         self.call(|reply| Command::Commit(offsets, reply)).await

@@ -58,6 +58,9 @@ pub enum Command {
     /// Hold (pause) or release partitions regardless of the buffer (operators, the reactive
     /// consumer); held partitions stay paused across rebalances.
     Hold(Vec<TopicPartition>, bool, Reply<()>),
+    /// Take back records a fetch returned but the edge could not hand over (e.g. their schemas
+    /// could not be loaded), so the next fetch returns them again and commits do not pass them.
+    Restore(Vec<ConsumedRecord>, Reply<()>),
     /// Leave the group (committing returned records with auto-commit) and stop.
     Close(Reply<()>),
     /// librdkafka has something queued.
@@ -242,6 +245,10 @@ impl Worker {
                 }
                 let _ = reply.send(Ok(()));
             }
+            Command::Restore(records, reply) => {
+                self.restore(records);
+                let _ = reply.send(Ok(()));
+            }
             Command::Close(reply) => {
                 let _ = reply.send(Ok(()));
             }
@@ -357,6 +364,26 @@ impl Worker {
                 self.assigned().into_iter().filter(|partition| !self.held.contains(partition)).collect();
             self.set_paused(&released, false);
         }
+    }
+
+    /// Puts returned records back at the front of the buffer and moves the returned positions (and,
+    /// with auto-commit, the stored offsets) back to the first of them. Records of partitions the
+    /// instance no longer owns are left to their new owner.
+    fn restore(&mut self, mut records: Vec<ConsumedRecord>) {
+        let owned = self.state().assignment;
+        records.retain(|record| owned.iter().any(|tp| tp.partition == record.partition && *tp.topic == *record.topic));
+        let mut firsts: Vec<(TopicPartition, i64)> = Vec::new();
+        for record in &records {
+            if !firsts.iter().any(|(tp, _)| tp.partition == record.partition && *tp.topic == *record.topic) {
+                let partition = TopicPartition { topic: record.topic.to_string(), partition: record.partition };
+                firsts.push((partition, record.offset));
+            }
+        }
+        self.buffer.mark_returned(&firsts);
+        if self.auto_commit {
+            self.store_returned(&firsts);
+        }
+        self.buffer.restore(records);
     }
 
     fn set_paused(&self, partitions: &[TopicPartition], pause: bool) {

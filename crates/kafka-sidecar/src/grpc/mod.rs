@@ -3,6 +3,7 @@
 
 mod convert;
 mod producer_service;
+mod schemas;
 
 use std::future::Future;
 use std::path::Path;

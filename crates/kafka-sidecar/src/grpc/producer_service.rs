@@ -1,5 +1,6 @@
-//! The `ProducerSidecar` gRPC service: decodes requests into domain records, hands them to the
-//! shared producer, encodes acks and delivery reports. No produce logic lives here.
+//! The `ProducerSidecar` gRPC service: decodes requests into domain records (encoding schema
+//! formats first, see `schemas.rs`), hands them to the shared producer, encodes acks and delivery
+//! reports. No produce logic lives here.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,11 +10,15 @@ use kafka_sidecar_proto::v1 as pb;
 use kafka_sidecar_proto::v1::producer_sidecar_server::ProducerSidecar;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{ack, batch_groups, origin_of, record_from_proto, report_to_proto, status_from_error};
+use super::convert::{
+    Group, ack, batch_groups, origin_of, record_from_proto, refusal_ack, report_to_proto, status_from_error,
+};
+use super::schemas;
 use crate::delivery::DeliveryHub;
 use crate::error::SidecarError;
 use crate::kafka::SharedProducer;
 use crate::metrics::{Metrics, RequestLabels};
+use crate::schema::SchemaRegistry;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -22,6 +27,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 pub struct ProducerService {
     producer: Arc<SharedProducer>,
     hub: Arc<DeliveryHub>,
+    /// The schema registry, for records that ask for a schema format; `None` when not configured.
+    schemas: Option<Arc<SchemaRegistry>>,
     metrics: Arc<Metrics>,
     instance: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
@@ -32,11 +39,16 @@ pub const INSTANCE_METADATA: &str = "kafka-sidecar-instance";
 
 impl ProducerService {
     /// A service over the shared producer and delivery hub, with a fresh instance id.
-    pub fn new(producer: Arc<SharedProducer>, hub: Arc<DeliveryHub>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        producer: Arc<SharedProducer>,
+        hub: Arc<DeliveryHub>,
+        schemas: Option<Arc<SchemaRegistry>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let id = format!("{:016x}", rand::random::<u64>());
         let instance = tonic::metadata::MetadataValue::try_from(id.as_str())
             .unwrap_or_else(|_| tonic::metadata::MetadataValue::from_static("unknown"));
-        Self { producer, hub, metrics, instance }
+        Self { producer, hub, schemas, metrics, instance }
     }
 
     fn respond<T>(&self, message: T) -> Response<T> {
@@ -51,13 +63,30 @@ impl ProducerService {
         self.metrics.request_records.observe(records as f64);
     }
 
-    /// Enqueues a batch; once one record is refused for backpressure, every later record is too.
+    /// Enqueues a batch; once one record is refused for backpressure (or the schema registry is
+    /// unavailable), every later record is refused too.
     async fn emit_batch_inner(&self, api: &'static str, batch: pb::ProduceBatch) -> pb::ProduceBatchAck {
         self.count_request(api, &batch.client_id, batch.records.len());
         let batch_id = batch.batch_id;
         let mut acks = Vec::with_capacity(batch.records.len());
+        let groups = if schemas::batch_has_specs(&batch) {
+            schemas::encode_batch(self.schemas.as_deref(), batch).await
+        } else {
+            batch_groups(batch)
+        };
         let mut refused: Option<SidecarError> = None;
-        for (origin, records) in batch_groups(batch) {
+        for group in groups {
+            let (origin, records) = match group {
+                Group::Send(origin, records) => (origin, records),
+                // A record refused here keeps its own error even after an earlier refusal: more specific.
+                Group::Refused(refusal) => {
+                    acks.push(refusal_ack(refusal.record_id, &refusal.error));
+                    if refusal.error.code.is_retriable() {
+                        refused.get_or_insert(refusal.error);
+                    }
+                    continue;
+                }
+            };
             let ids: Vec<u64> = records.iter().map(|record| record.record_id).collect();
             let results = match &refused {
                 Some(error) => vec![Err(error.clone()); records.len()],
@@ -87,7 +116,12 @@ impl ProducerSidecar for ProducerService {
         self.count_request("grpc_emit", &request.client_id, 1);
         let origin = origin_of(&request);
         let record_id = request.record_id;
-        let results = self.producer.send(&origin, vec![record_from_proto(request)]).await;
+        let record = if schemas::record_has_specs(&request) {
+            schemas::encode_record(self.schemas.as_deref(), request).await.map_err(|error| status_from_error(&error))?
+        } else {
+            record_from_proto(request)
+        };
+        let results = self.producer.send(&origin, vec![record]).await;
         match results.into_iter().next() {
             Some(Ok(())) => Ok(self.respond(ack(record_id, &Ok(())))),
             Some(Err(error)) => Err(status_from_error(&error)),

@@ -1,5 +1,8 @@
 //! Key and value formats of the HTTP API (seed 002's `EmbeddedFormat`), by name or integer, and
-//! how each turns a JSON value into Kafka bytes. Schema formats are the seam for the registry.
+//! how each turns a JSON value into Kafka bytes: plain formats here, schema formats through a
+//! [`Schema`] the registry resolved once per request.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -9,6 +12,7 @@ use serde_json::Value;
 
 use crate::config::EmbeddedFormatName;
 use crate::error::{ErrorCode, SidecarError};
+use crate::schema::{Schema, SchemaKind, SchemaRegistry, SchemaRole, SchemaSelection};
 
 /// A key or value format. Integers follow seed 002: binary 0, avro 1, json 2, jsonschema 3,
 /// protobuf 4, string 5.
@@ -54,13 +58,77 @@ impl EmbeddedFormat {
             }
             EmbeddedFormatName::Json => Bytes::from(value.to_string()),
             EmbeddedFormatName::Avro | EmbeddedFormatName::Jsonschema | EmbeddedFormatName::Protobuf => {
+                // Schema formats encode through `FieldEncoder::Schema`; reaching here is a bug.
                 return Err(SidecarError::new(
                     ErrorCode::UnsupportedFormat,
-                    format!("{field}: the {:?} format needs the schema registry, which is not configured", self.0),
+                    format!("{field}: the {:?} format needs a schema", self.0),
                 ));
             }
         };
         Ok(Some(bytes))
+    }
+}
+
+/// How one side (keys or values) of a produce request becomes bytes: a plain format, or a schema
+/// resolved once for the whole request.
+pub enum FieldEncoder {
+    /// binary, json or string.
+    Plain(EmbeddedFormat),
+    /// avro, jsonschema or protobuf with the selected schema.
+    Schema(Arc<Schema>),
+}
+
+impl FieldEncoder {
+    /// The encoder for `format`. A schema format resolves `selection` through the registry (only
+    /// when `needed`: a request whose keys are all null needs no key schema); a plain format
+    /// refuses a schema the request named.
+    pub async fn resolve(
+        format: EmbeddedFormat,
+        selection: SchemaSelection,
+        needed: bool,
+        registry: Option<&SchemaRegistry>,
+        topic: &str,
+        role: SchemaRole,
+    ) -> Result<Self, SidecarError> {
+        let Some(kind) = SchemaKind::of_format(format.0) else {
+            if !matches!(selection, SchemaSelection::Latest { subject: None }) {
+                return Err(SidecarError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("a {role} schema was given, but the {role} format {:?} uses none", format.0),
+                ));
+            }
+            return Ok(Self::Plain(format));
+        };
+        let Some(registry) = registry else {
+            return Err(SidecarError::new(
+                ErrorCode::UnsupportedFormat,
+                format!("the {role} format {:?} needs schema_registry.url, which is not configured", format.0),
+            ));
+        };
+        if !needed {
+            return Ok(Self::Plain(EmbeddedFormat(EmbeddedFormatName::Binary)));
+        }
+        Ok(Self::Schema(registry.for_produce(topic, role, kind, &selection).await?))
+    }
+
+    /// The schema id written into each record, for the produce response.
+    pub fn schema_id(&self) -> Option<u32> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Schema(schema) => Some(schema.id),
+        }
+    }
+
+    /// Encodes one key or value named `field` in errors; `null` means absent.
+    pub fn encode(&self, field: &str, value: &Value) -> Result<Option<Bytes>, SidecarError> {
+        match self {
+            Self::Plain(format) => format.encode(field, value),
+            Self::Schema(_) if value.is_null() => Ok(None),
+            Self::Schema(schema) => schema.encode(value).map(Some).map_err(|error| {
+                let path = format!("{field}{}", error.path);
+                SidecarError::new(ErrorCode::RecordInvalid, format!("{path}: {}", error.message))
+            }),
+        }
     }
 }
 
@@ -124,9 +192,15 @@ mod tests {
         assert_eq!(string.encode("key", &Value::Null).expect("null"), None);
     }
 
-    #[test]
-    fn schema_formats_are_not_yet_supported() {
+    #[tokio::test]
+    async fn schema_formats_need_a_registry_and_plain_formats_refuse_schemas() {
         let avro = EmbeddedFormat(EmbeddedFormatName::Avro);
-        assert_eq!(avro.encode("value", &json!({})).expect_err("avro").code, ErrorCode::UnsupportedFormat);
+        let latest = SchemaSelection::Latest { subject: None };
+        let refused = FieldEncoder::resolve(avro, latest, true, None, "t", SchemaRole::Value).await;
+        assert_eq!(refused.err().map(|error| error.code), Some(ErrorCode::UnsupportedFormat));
+        let binary = EmbeddedFormat(EmbeddedFormatName::Binary);
+        let by_id = SchemaSelection::Id(3);
+        let refused = FieldEncoder::resolve(binary, by_id, true, None, "t", SchemaRole::Key).await;
+        assert_eq!(refused.err().map(|error| error.code), Some(ErrorCode::InvalidRequest));
     }
 }

@@ -5,6 +5,7 @@ pub mod admin;
 mod consumers;
 mod formats;
 mod produce;
+mod produce_v2;
 mod reactive_admin;
 pub mod render;
 mod status;
@@ -28,6 +29,7 @@ use crate::consumer::ConsumerManager;
 use crate::error::{ErrorCode, SidecarError};
 use crate::kafka::SharedProducer;
 use crate::metrics::Metrics;
+use crate::schema::SchemaRegistry;
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -42,6 +44,8 @@ pub struct AppState {
     pub default_key_format: EmbeddedFormatName,
     /// Value format when a request names none.
     pub default_value_format: EmbeddedFormatName,
+    /// The schema registry, when one is configured.
+    pub schemas: Option<Arc<SchemaRegistry>>,
 }
 
 /// The API service: the router behind trailing-slash normalization.
@@ -49,20 +53,23 @@ pub fn router(
     config: &HttpConfig,
     producer: Arc<SharedProducer>,
     consumers: Arc<ConsumerManager>,
+    schemas: Option<Arc<SchemaRegistry>>,
     metrics: Arc<Metrics>,
 ) -> NormalizePath<Router> {
     let state = AppState {
         producer,
         metrics,
         consumers,
+        schemas,
         default_key_format: config.default_key_format,
         default_value_format: config.default_value_format,
     };
     let router = Router::new()
         .route("/producers/{topic}", post(produce::produce))
         .route("/topics", get(topics::list))
-        .route("/topics/{topic}", get(topics::describe))
+        .route("/topics/{topic}", get(topics::describe).post(produce_v2::produce_to_topic))
         .route("/topics/{topic}/partitions", get(topics::partitions))
+        .route("/topics/{topic}/partitions/{partition}", post(produce_v2::produce_to_partition))
         .merge(consumers::routes())
         .fallback(|| async { ApiError(SidecarError::new(ErrorCode::NotFound, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {

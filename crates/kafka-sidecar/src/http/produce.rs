@@ -1,6 +1,7 @@
 //! `POST /producers/{topic}`: seed 002's `ProduceRequest` in, each record's partition and offset
-//! (or its error) out. The request is validated whole before anything is produced, admitted whole
-//! or refused whole (429), and answered once Kafka has acknowledged or failed every record.
+//! (or its error) out, and the produce core Confluent v2's paths share. The request is validated
+//! and encoded whole before anything is produced, admitted whole or refused whole (429), and
+//! answered once Kafka has acknowledged or failed every record.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,11 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AppState;
-use super::formats::EmbeddedFormat;
+use super::formats::{EmbeddedFormat, FieldEncoder};
 use super::status::{ApiError, body_bytes};
 use crate::error::{ErrorCode, SidecarError};
 use crate::metrics::RequestLabels;
-use crate::record::{Origin, OutgoingRecord};
+use crate::record::{DeliveryOutcome, Origin, OutgoingRecord};
+use crate::schema::{SchemaRole, SchemaSelection};
 
 /// Record header carrying the end-to-end traceability id (light-4j's name).
 pub const TRACEABILITY_HEADER: &str = "X-Traceability-Id";
@@ -60,11 +62,18 @@ struct ProduceRecord {
     correlation_id: Option<String>,
 }
 
-/// The answer: one entry per record, in request order.
+/// The answer: one entry per record, in request order, and the schema ids used. The ids are also
+/// given under Confluent v2's names, as error bodies carry both dialects' fields.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProduceResponse {
     offsets: Vec<RecordResult>,
+    key_schema_id: Option<u32>,
+    value_schema_id: Option<u32>,
+    #[serde(rename = "key_schema_id")]
+    key_schema_id_v2: Option<u32>,
+    #[serde(rename = "value_schema_id")]
+    value_schema_id_v2: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,15 +96,7 @@ pub async fn produce(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ProduceResponse>), ApiError> {
-    let named = header_text(&headers, CLIENT_ID_HEADER);
-    let client_id = named.unwrap_or("http").to_string();
-    // Fair admission tells callers apart: by X-Client-Id, else by connection.
-    let sender = match (named, peer) {
-        (None, Some(Extension(ConnectInfo(address)))) => format!("http-connection:{address}"),
-        _ => String::new(),
-    };
-    let client = state.metrics.client_label(&client_id);
-    state.metrics.requests.get_or_create(&RequestLabels { api: "http_produce", client }).inc();
+    let origin = origin(&state, "http_produce", &headers, peer);
     let body = body_bytes(body)?;
     let request: ProduceRequest = serde_json::from_slice(&body).map_err(|error| {
         let code = match error.classify() {
@@ -104,11 +105,40 @@ pub async fn produce(
         };
         SidecarError::new(code, format!("invalid ProduceRequest: {error}"))
     })?;
-    let records = decode_records(&state, &topic, &headers, request)?;
-    state.metrics.request_records.observe(records.len() as f64);
-    let origin = Origin { client_id, session_id: sender };
-    let outcomes = state.producer.send_and_wait(&origin, records).await?;
-    let offsets = outcomes
+    let request = JsonProduce {
+        key_format: request.key_format,
+        value_format: request.value_format,
+        key_schema: SchemaSelection::from_fields(
+            SchemaRole::Key,
+            request.key_schema,
+            request.key_schema_id,
+            request.key_schema_version,
+            request.key_schema_subject,
+        )?,
+        value_schema: SchemaSelection::from_fields(
+            SchemaRole::Value,
+            request.value_schema,
+            request.value_schema_id,
+            request.value_schema_version,
+            request.value_schema_subject,
+        )?,
+        records: request
+            .records
+            .into_iter()
+            .map(|record| JsonRecord {
+                key: record.key,
+                value: record.value,
+                headers: record.headers.into_iter().map(|(name, value)| (name, Bytes::from(value))).collect(),
+                partition: record.partition,
+                timestamp: record.timestamp,
+                traceability_id: record.traceability_id,
+                correlation_id: record.correlation_id,
+            })
+            .collect(),
+    };
+    let outcome = produce_json(&state, &topic, None, origin, &headers, request).await?;
+    let offsets = outcome
+        .offsets
         .into_iter()
         .map(|outcome| match outcome {
             Ok(delivered) => RecordResult {
@@ -127,43 +157,95 @@ pub async fn produce(
             },
         })
         .collect();
-    Ok((StatusCode::OK, Json(ProduceResponse { offsets })))
+    let (key_schema_id, value_schema_id) = (outcome.key_schema_id, outcome.value_schema_id);
+    let response = ProduceResponse {
+        offsets,
+        key_schema_id,
+        value_schema_id,
+        key_schema_id_v2: key_schema_id,
+        value_schema_id_v2: value_schema_id,
+    };
+    Ok((StatusCode::OK, Json(response)))
 }
 
-fn decode_records(
+/// Who is producing: the client id for metrics, and for fair admission the caller's identity (by
+/// `X-Client-Id`, else by connection). Counts the request under `api`.
+pub(super) fn origin(
+    state: &AppState,
+    api: &'static str,
+    headers: &HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Origin {
+    let named = header_text(headers, CLIENT_ID_HEADER);
+    let client_id = named.unwrap_or("http").to_string();
+    let sender = match (named, peer) {
+        (None, Some(Extension(ConnectInfo(address)))) => format!("http-connection:{address}"),
+        _ => String::new(),
+    };
+    let client = state.metrics.client_label(&client_id);
+    state.metrics.requests.get_or_create(&RequestLabels { api, client }).inc();
+    Origin { client_id, session_id: sender }
+}
+
+/// A produce request of either dialect, decoded from its JSON body.
+pub(super) struct JsonProduce {
+    pub key_format: Option<EmbeddedFormat>,
+    pub value_format: Option<EmbeddedFormat>,
+    pub key_schema: SchemaSelection,
+    pub value_schema: SchemaSelection,
+    pub records: Vec<JsonRecord>,
+}
+
+/// One record of a [`JsonProduce`], key and value still JSON.
+pub(super) struct JsonRecord {
+    pub key: Value,
+    pub value: Value,
+    pub headers: Vec<(String, Bytes)>,
+    pub partition: Option<i32>,
+    pub timestamp: Option<i64>,
+    pub traceability_id: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+/// What Kafka answered per record, and the schema ids the keys and values were written with.
+pub(super) struct ProduceOutcome {
+    pub offsets: Vec<DeliveryOutcome>,
+    pub key_schema_id: Option<u32>,
+    pub value_schema_id: Option<u32>,
+}
+
+/// The produce core both dialects share: resolve formats and schemas once, encode every record
+/// (all or nothing: one bad record refuses the request), send, and wait for Kafka's answers.
+/// `partition` overrides each record's own (Confluent's `/topics/{topic}/partitions/{p}`).
+pub(super) async fn produce_json(
     state: &AppState,
     topic: &str,
+    partition: Option<i32>,
+    origin: Origin,
     headers: &HeaderMap,
-    request: ProduceRequest,
-) -> Result<Vec<OutgoingRecord>, SidecarError> {
-    let uses_registry = request.key_schema.is_some()
-        || request.key_schema_id.is_some()
-        || request.key_schema_version.is_some()
-        || request.key_schema_subject.is_some()
-        || request.value_schema.is_some()
-        || request.value_schema_id.is_some()
-        || request.value_schema_version.is_some()
-        || request.value_schema_subject.is_some();
-    if uses_registry {
-        return Err(SidecarError::new(
-            ErrorCode::UnsupportedFormat,
-            "schemas need the schema registry, which is not configured",
-        ));
-    }
+    request: JsonProduce,
+) -> Result<ProduceOutcome, SidecarError> {
     if request.records.is_empty() {
         return Err(SidecarError::new(ErrorCode::InvalidRequest, "records must not be empty"));
     }
+    crate::record::validate_topic_name(topic)?;
+    let registry = state.schemas.as_deref();
     let key_format = request.key_format.unwrap_or(EmbeddedFormat(state.default_key_format));
     let value_format = request.value_format.unwrap_or(EmbeddedFormat(state.default_value_format));
+    let keys_needed = request.records.iter().any(|record| !record.key.is_null());
+    let values_needed = request.records.iter().any(|record| !record.value.is_null());
+    let (keys, values) = tokio::try_join!(
+        FieldEncoder::resolve(key_format, request.key_schema, keys_needed, registry, topic, SchemaRole::Key),
+        FieldEncoder::resolve(value_format, request.value_schema, values_needed, registry, topic, SchemaRole::Value),
+    )?;
     let default_trace = header_text(headers, TRACEABILITY_HEADER);
     let default_correlation = header_text(headers, CORRELATION_HEADER);
-    request
+    let records = request
         .records
         .into_iter()
         .enumerate()
         .map(|(index, record)| {
-            let mut record_headers: Vec<(String, Bytes)> =
-                record.headers.into_iter().map(|(name, value)| (name, Bytes::from(value))).collect();
+            let mut record_headers = record.headers;
             let trace = record.traceability_id.as_deref().or(default_trace);
             let correlation = record.correlation_id.as_deref().or(default_correlation);
             for (name, value) in [(TRACEABILITY_HEADER, trace), (CORRELATION_HEADER, correlation)] {
@@ -173,15 +255,18 @@ fn decode_records(
             }
             Ok(OutgoingRecord {
                 topic: topic.to_string(),
-                key: key_format.encode(&format!("records[{index}].key"), &record.key)?,
-                value: value_format.encode(&format!("records[{index}].value"), &record.value)?,
+                key: keys.encode(&format!("records[{index}].key"), &record.key)?,
+                value: values.encode(&format!("records[{index}].value"), &record.value)?,
                 headers: record_headers,
-                partition: record.partition,
+                partition: partition.or(record.partition),
                 timestamp_ms: record.timestamp,
                 record_id: index as u64,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, SidecarError>>()?;
+    state.metrics.request_records.observe(records.len() as f64);
+    let offsets = state.producer.send_and_wait(&origin, records).await?;
+    Ok(ProduceOutcome { offsets, key_schema_id: keys.schema_id(), value_schema_id: values.schema_id() })
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

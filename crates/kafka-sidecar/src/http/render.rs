@@ -1,10 +1,16 @@
 //! Consumed records as JSON (for the active consumer's fetches and the reactive consumer's pushes)
-//! in a key format and a value format: binary as base64, json embedded as JSON, string as UTF-8 text. A key, value or header that does not decode in that format is returned
-//! with an `error` field and its raw bytes in base64 (`key_base64`, `value_base64`), never skipped.
+//! in a key format and a value format: binary as base64, json embedded as JSON, string as UTF-8
+//! text, and avro, jsonschema and protobuf decoded with their registry schema into JSON (with the
+//! schema id in `key_schema_id`/`value_schema_id`). A key, value or header that does not decode in
+//! its format is returned with an `error` field and its raw bytes in base64 (`key_base64`,
+//! `value_base64`), never skipped.
 //!
 //! Records are serialized straight from their bytes (embedded JSON is validated, not rebuilt).
+//! Schema formats need their schemas cached first: [`RecordFormats::load_schemas`] does that
+//! for a batch, so rendering itself never waits on the registry.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -15,12 +21,85 @@ use serde_json::value::RawValue;
 
 use crate::config::EmbeddedFormatName;
 use crate::consumer::ConsumedRecord;
+use crate::error::{ErrorCode, SidecarError};
+use crate::schema::{SchemaKind, SchemaRegistry};
+
+/// How consumed keys and values become JSON: their formats, and the registry that schema formats
+/// decode with.
+#[derive(Clone)]
+pub struct RecordFormats {
+    /// Key format.
+    pub key: EmbeddedFormatName,
+    /// Value format.
+    pub value: EmbeddedFormatName,
+    /// The schema registry; schema formats without one render as errors.
+    pub schemas: Option<Arc<SchemaRegistry>>,
+}
+
+impl RecordFormats {
+    /// Both sides in one format.
+    pub fn both(format: EmbeddedFormatName, schemas: Option<Arc<SchemaRegistry>>) -> Self {
+        Self { key: format, value: format, schemas }
+    }
+
+    /// Caches the schemas `records` are written with, for the formats that use one. Fails only
+    /// when the registry is unavailable, so the caller can hold the records back and retry.
+    pub async fn load_schemas(&self, records: &[&ConsumedRecord]) -> Result<(), SidecarError> {
+        let Some(schemas) = &self.schemas else { return Ok(()) };
+        let keys = self.key.needs_registry();
+        let values = self.value.needs_registry();
+        if !keys && !values {
+            return Ok(());
+        }
+        let mut ids = Vec::new();
+        for record in records {
+            let key = record.key.as_deref().filter(|_| keys);
+            let value = record.value.as_deref().filter(|_| values);
+            ids.extend(key.into_iter().chain(value).filter_map(SchemaRegistry::id_of));
+        }
+        schemas.load_ids(ids).await
+    }
+
+    /// Why `record`'s key or value does not decode in its format, if it does not.
+    pub fn undecodable(&self, record: &ConsumedRecord) -> Option<String> {
+        let key =
+            render(self.key, self.schemas.as_deref(), record.key.as_ref()).err().map(|why| format!("key is {why}"));
+        let value = || {
+            render(self.value, self.schemas.as_deref(), record.value.as_ref())
+                .err()
+                .map(|why| format!("value is {why}"))
+        };
+        key.or_else(value)
+    }
+}
+
+/// A schema format with no registry configured: refused where a consumer is set up.
+pub fn require_registry(format: EmbeddedFormatName, schemas: Option<&SchemaRegistry>) -> Result<(), SidecarError> {
+    if format.needs_registry() && schemas.is_none() {
+        return Err(SidecarError::new(
+            ErrorCode::UnsupportedFormat,
+            format!("the {format:?} format needs schema_registry.url, which is not configured"),
+        ));
+    }
+    Ok(())
+}
 
 /// A key, value or header value rendered in a format.
 enum Rendered<'a> {
     Null,
     Text(Cow<'a, str>),
     Json(&'a RawValue),
+    /// Decoded with a registry schema, and that schema's id.
+    Decoded(serde_json::Value, u32),
+}
+
+impl Rendered<'_> {
+    fn schema_id(&self) -> Option<u32> {
+        match self {
+            Self::Decoded(_, id) => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 impl Serialize for Rendered<'_> {
@@ -29,12 +108,22 @@ impl Serialize for Rendered<'_> {
             Self::Null => serializer.serialize_none(),
             Self::Text(text) => serializer.serialize_str(text),
             Self::Json(raw) => raw.serialize(serializer),
+            Self::Decoded(value, _) => value.serialize(serializer),
         }
     }
 }
 
-fn render<'a>(format: EmbeddedFormatName, bytes: Option<&'a Bytes>) -> Result<Rendered<'a>, String> {
+fn render<'a>(
+    format: EmbeddedFormatName,
+    schemas: Option<&SchemaRegistry>,
+    bytes: Option<&'a Bytes>,
+) -> Result<Rendered<'a>, String> {
     let Some(bytes) = bytes else { return Ok(Rendered::Null) };
+    if let Some(kind) = SchemaKind::of_format(format) {
+        let schemas = schemas.ok_or("not decodable: no schema registry is configured")?;
+        let (value, id) = schemas.decode_cached(kind, bytes)?;
+        return Ok(Rendered::Decoded(value, id));
+    }
     match format {
         EmbeddedFormatName::Json => serde_json::from_slice::<&RawValue>(bytes)
             .map(Rendered::Json)
@@ -79,6 +168,10 @@ pub struct RecordJson<'a> {
     timestamp: Option<i64>,
     timestamp_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    key_schema_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_schema_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key_base64: Option<String>,
@@ -88,24 +181,27 @@ pub struct RecordJson<'a> {
 
 impl<'a> RecordJson<'a> {
     /// Renders `record`'s key and value in their formats.
-    pub fn new(record: &'a ConsumedRecord, key_format: EmbeddedFormatName, value_format: EmbeddedFormatName) -> Self {
+    pub fn new(record: &'a ConsumedRecord, formats: &RecordFormats) -> Self {
         let mut errors = Vec::new();
-        let mut raw = |field: &str, format, bytes: Option<&'a Bytes>| match render(format, bytes) {
+        let schemas = formats.schemas.as_deref();
+        let mut raw = |field: &str, format, bytes: Option<&'a Bytes>| match render(format, schemas, bytes) {
             Ok(rendered) => (rendered, None),
             Err(why) => {
                 errors.push(format!("{field} is {why}"));
                 (Rendered::Null, bytes.map(|bytes| STANDARD.encode(bytes)))
             }
         };
-        let (key, key_base64) = raw("key", key_format, record.key.as_ref());
-        let (value, value_base64) = raw("value", value_format, record.value.as_ref());
+        let (key, key_base64) = raw("key", formats.key, record.key.as_ref());
+        let (value, value_base64) = raw("value", formats.value, record.value.as_ref());
         Self {
             topic: &record.topic,
+            key_schema_id: key.schema_id(),
+            value_schema_id: value.schema_id(),
             key,
             value,
             partition: record.partition,
             offset: record.offset,
-            headers: HeadersJson(&record.headers, value_format),
+            headers: HeadersJson(&record.headers, formats.value),
             timestamp: record.timestamp.map(|(ms, _)| ms),
             timestamp_type: record.timestamp.map(|(_, kind)| kind.as_str()),
             error: (!errors.is_empty()).then(|| errors.join("; ")),
@@ -118,12 +214,11 @@ impl<'a> RecordJson<'a> {
 /// A JSON array of records, keys and values each in their format.
 pub fn records_json<'a>(
     records: impl ExactSizeIterator<Item = &'a ConsumedRecord>,
-    key_format: EmbeddedFormatName,
-    value_format: EmbeddedFormatName,
+    formats: &RecordFormats,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let mut body = Vec::with_capacity(records.len() * 256 + 2);
     let mut serializer = serde_json::Serializer::new(&mut body);
-    serializer.collect_seq(records.map(|record| RecordJson::new(record, key_format, value_format)))?;
+    serializer.collect_seq(records.map(|record| RecordJson::new(record, formats)))?;
     Ok(body)
 }
 
@@ -149,7 +244,7 @@ mod tests {
     }
 
     fn rendered(record: &ConsumedRecord, format: EmbeddedFormatName) -> Value {
-        let body = records_json(std::iter::once(record), format, format).expect("serialize");
+        let body = records_json(std::iter::once(record), &RecordFormats::both(format, None)).expect("serialize");
         serde_json::from_slice::<Value>(&body).expect("json")[0].clone()
     }
 

@@ -39,7 +39,7 @@ fn description(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidBase64 => "Binary keys and values must be standard base64.",
         ErrorCode::InvalidJson => "The body must be JSON in the shape the endpoint documents.",
         ErrorCode::InvalidRequest => "Check the request against the endpoint's schema (see the README).",
-        ErrorCode::UnsupportedFormat => "Use binary, json or string; schema formats need the schema registry.",
+        ErrorCode::UnsupportedFormat => "Use binary, json or string, or configure schema_registry.url.",
         ErrorCode::DeliveryFailed => "Kafka did not acknowledge the record.",
         ErrorCode::NotDeliveredAtShutdown => "The sidecar stopped before Kafka acknowledged the record.",
         ErrorCode::UnknownSession => "Resend the records whose reports you did not get, on a new session.",
@@ -54,6 +54,12 @@ fn description(code: ErrorCode) -> &'static str {
         ErrorCode::TooManyConsumers => "Delete unused consumer instances or raise consumer.max_instances.",
         ErrorCode::InvalidConsumerConfig => "Check the consumer settings in the create request.",
         ErrorCode::KafkaError => "Kafka refused the operation; see the message.",
+        ErrorCode::SchemaNotFound => "Register the schema, or name an id, subject or version that exists.",
+        ErrorCode::SchemaIncompatible => "The subject's compatibility rule refused this schema; evolve it compatibly.",
+        ErrorCode::SchemaInvalid => "The schema does not parse or is not of the request's format.",
+        ErrorCode::RecordInvalid => "Make the key or value fit its schema; the message names the field.",
+        ErrorCode::SchemaRegistryUnavailable => "The schema registry did not answer; retry after the hint.",
+        ErrorCode::SchemaRegistryRefused => "The schema registry refused the sidecar; check schema_registry settings.",
         ErrorCode::Internal => "An internal error; see the sidecar's log.",
     }
 }

@@ -5,6 +5,7 @@
 
 mod consumer;
 mod reactive;
+mod schema;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use prometheus_client::registry::Registry;
 
 pub use consumer::{ConsumerCounters, ConsumerMetrics, GroupLabels, GroupTopicLabels, LagLabels};
 pub use reactive::{OutcomeLabels, ReactiveMetrics};
+pub use schema::{LookupLabels, RegistryCallLabels, SchemaMetrics};
 
 /// Distinct topic (and client) label values before new ones fold into `other`.
 pub const MAX_LABEL_VALUES: usize = 256;
@@ -121,6 +123,8 @@ pub struct Metrics {
     pub consumer: ConsumerMetrics,
     /// The reactive consumer.
     pub reactive: ReactiveMetrics,
+    /// The schema registry client and its cache.
+    pub schema: SchemaMetrics,
     groups: Mutex<HashSet<String>>,
     topics: Mutex<HashSet<String>>,
     clients: Mutex<HashSet<String>>,
@@ -153,6 +157,7 @@ impl Metrics {
             ready: Gauge::default(),
             consumer: ConsumerMetrics::default(),
             reactive: ReactiveMetrics::default(),
+            schema: SchemaMetrics::default(),
             groups: Mutex::new(HashSet::new()),
             topics: Mutex::new(HashSet::new()),
             clients: Mutex::new(HashSet::new()),
@@ -197,6 +202,7 @@ impl Metrics {
         r.register("ready", "1 when the producer has cluster metadata", metrics.ready.clone());
         metrics.consumer.register(r);
         metrics.reactive.register(r);
+        metrics.schema.register(r);
         Arc::new(Self { registry, ..metrics })
     }
 

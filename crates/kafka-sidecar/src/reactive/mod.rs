@@ -38,8 +38,10 @@ use self::push::PushContext;
 use crate::config::Config;
 use crate::consumer::{ConsumerManager, InstanceHooks, InstanceSettings, Subscription};
 use crate::error::{ErrorCode, SidecarError};
+use crate::http::render::RecordFormats;
 use crate::kafka::SharedProducer;
 use crate::metrics::Metrics;
+use crate::schema::SchemaRegistry;
 
 /// What the loop and the admin edge share.
 pub struct ReactiveShared {
@@ -85,6 +87,7 @@ impl ReactiveConsumer {
         bootstrap: &str,
         consumers: &ConsumerManager,
         producer: Arc<SharedProducer>,
+        schemas: Option<Arc<SchemaRegistry>>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Option<Arc<Self>>> {
         let reactive = &config.reactive_consumer;
@@ -145,8 +148,7 @@ impl ReactiveConsumer {
             backend,
             dead_letters: Arc::clone(&dead_letters),
             max_attempts: reactive.retry.max_attempts,
-            key_format: reactive.key_format,
-            value_format: reactive.value_format,
+            formats: RecordFormats { key: reactive.key_format, value: reactive.value_format, schemas },
         };
         let (admin, admin_received) = mpsc::channel(16);
         let (stop, stopped) = watch::channel(false);

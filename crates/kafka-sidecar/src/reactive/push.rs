@@ -1,6 +1,10 @@
 //! One batch's trip to the backend, run as its own task: push, read the verdicts, write the dead
 //! letters the verdicts (or exhausted retries) call for, and say what became of each record.
 //! The dispatcher only applies the dispositions; it never waits on the backend or on Kafka.
+//!
+//! With schema formats the batch's schemas are loaded first; a record whose key or value does not
+//! decode (not in the wire format, unknown schema) is dead-lettered with the reason instead of
+//! pushed. A registry outage holds the whole batch back without counting an attempt.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +12,8 @@ use std::time::{Duration, Instant};
 use super::backend::{Backend, PushOutcome, Verdict};
 use super::dead_letter::DeadLetters;
 use super::lanes::{Batch, LaneKey, Pending};
-use crate::config::EmbeddedFormatName;
+use crate::consumer::ConsumedRecord;
+use crate::http::render::RecordFormats;
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,21 +47,34 @@ pub struct PushContext {
     pub dead_letters: Arc<DeadLetters>,
     /// Attempts before a record is dead-lettered.
     pub max_attempts: u32,
-    /// Key rendering.
-    pub key_format: EmbeddedFormatName,
-    /// Value rendering.
-    pub value_format: EmbeddedFormatName,
+    /// How keys and values are rendered.
+    pub formats: RecordFormats,
 }
 
 /// Pushes `batch` and settles every record in it.
 pub async fn push(context: PushContext, batch: Batch) -> PushResult {
-    let records: Vec<_> = batch.lanes.iter().flat_map(|(_, pending)| pending.iter().map(|p| &p.record)).collect();
+    let all: Vec<&ConsumedRecord> =
+        batch.lanes.iter().flat_map(|(_, pending)| pending.iter().map(|p| &p.record)).collect();
     let started = Instant::now();
-    let outcome =
-        match crate::http::render::records_json(records.iter().copied(), context.key_format, context.value_format) {
+    if let Err(error) = context.formats.load_schemas(&all).await {
+        return hold_back(batch, error.retry_after, error.message);
+    }
+    // Records that do not decode go to the dead letter topic, not to the backend.
+    let undecodable: Vec<Option<String>> = if context.formats.schemas.is_some() {
+        all.iter().map(|record| context.formats.undecodable(record)).collect()
+    } else {
+        vec![None; all.len()]
+    };
+    let records: Vec<&ConsumedRecord> =
+        all.iter().zip(&undecodable).filter(|(_, why)| why.is_none()).map(|(record, _)| *record).collect();
+    let outcome = if records.is_empty() {
+        PushOutcome::Answered(Default::default())
+    } else {
+        match crate::http::render::records_json(records.iter().copied(), &context.formats) {
             Ok(body) => context.backend.push(&records, body).await,
             Err(error) => PushOutcome::RetryAll { after: None, error: format!("cannot encode the batch: {error}") },
-        };
+        }
+    };
     let latency = started.elapsed();
     let label = match &outcome {
         PushOutcome::Answered(_) => "answered",
@@ -65,16 +83,33 @@ pub async fn push(context: PushContext, batch: Batch) -> PushResult {
         PushOutcome::Down { .. } => "down",
     };
     let mut lanes = Vec::with_capacity(batch.lanes.len());
+    let mut reasons = undecodable.into_iter();
     for (lane, pending) in batch.lanes {
         let mut settled = Vec::with_capacity(pending.len());
         for record in pending {
-            let verdict = verdict_for(&outcome, &record);
+            let verdict = match reasons.next().flatten() {
+                Some(why) => Some(Verdict::DeadLetter { error: format!("not decodable: {why}") }),
+                None => verdict_for(&outcome, &record),
+            };
             let disposition = settle(&context, &record, verdict).await;
             settled.push((record, disposition));
         }
         lanes.push((lane, settled));
     }
     PushResult { batch: batch.id, lanes, latency, outcome: label }
+}
+
+/// Every record of `batch` to be pushed again later, with no attempt counted.
+fn hold_back(batch: Batch, after: Option<Duration>, error: String) -> PushResult {
+    let lanes = batch
+        .lanes
+        .into_iter()
+        .map(|(lane, pending)| {
+            let retry = || Disposition::Retry { after, counted: false, error: error.clone() };
+            (lane, pending.into_iter().map(|record| (record, retry())).collect())
+        })
+        .collect();
+    PushResult { batch: batch.id, lanes, latency: Duration::ZERO, outcome: "held_back" }
 }
 
 /// The verdict the push outcome gives one record; `None` means "backend down".

@@ -23,7 +23,7 @@ pub use bodies::{parse as parse_body, timestamp_ms};
 
 use super::AppState;
 use super::formats::EmbeddedFormat;
-use super::render::records_json;
+use super::render::{RecordFormats, records_json, require_registry};
 use super::status::{ApiError, body_bytes};
 use crate::config::{EmbeddedFormatName, OffsetReset};
 use crate::consumer::{
@@ -131,9 +131,8 @@ fn settings(state: &AppState, group: String, request: CreateRequest) -> Result<I
             serde_json::from_value::<EmbeddedFormat>(value).map_err(|error| bad(format!("format: {error}")))?.0
         }
     };
-    if format.needs_registry() {
-        return Err(bad(format!("the {format:?} format needs the schema registry, which is not configured")));
-    }
+    require_registry(format, state.schemas.as_deref())
+        .map_err(|error| SidecarError { code: ErrorCode::InvalidConsumerConfig, ..error })?;
     let auto_offset_reset = match request.auto_offset_reset.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None => config.auto_offset_reset,
         Some("earliest" | "smallest") => OffsetReset::Earliest,
@@ -246,6 +245,7 @@ async fn records(
     let instance = instance(&state, &path)?;
     let config = state.consumers.config();
     let format = response_format(&instance, query.get("format"), &headers)?;
+    require_registry(format, state.schemas.as_deref())?;
     let number = |name: &str| -> Result<Option<u64>, SidecarError> {
         query
             .get(name)
@@ -264,11 +264,21 @@ async fn records(
     let limits =
         FetchLimits { max_bytes, max_records: config.max_poll_records, timeout: Duration::from_millis(timeout_ms) };
     let fetched = instance.fetch(limits).await?;
-    let body = records_json(fetched.iter(), format, format).map_err(|error| internal(&error))?;
+    let formats = RecordFormats::both(format, state.schemas.clone());
+    if let Err(error) = formats.load_schemas(&fetched.iter().collect::<Vec<_>>()).await {
+        // The registry is down and these records need a schema it has not given yet: hand them
+        // out next time rather than undecoded now.
+        instance.restore(fetched).await?;
+        return Err(error.into());
+    }
+    let body = records_json(fetched.iter(), &formats).map_err(|error| internal(&error))?;
     let vendor_type = match format {
         EmbeddedFormatName::Json => "application/vnd.kafka.json.v2+json",
         EmbeddedFormatName::String => "application/vnd.kafka.string.v2+json",
-        _ => "application/vnd.kafka.binary.v2+json",
+        EmbeddedFormatName::Avro => "application/vnd.kafka.avro.v2+json",
+        EmbeddedFormatName::Jsonschema => "application/vnd.kafka.jsonschema.v2+json",
+        EmbeddedFormatName::Protobuf => "application/vnd.kafka.protobuf.v2+json",
+        EmbeddedFormatName::Binary => "application/vnd.kafka.binary.v2+json",
     };
     Ok(with_content_type(StatusCode::OK, &headers, vendor_type, body))
 }
@@ -289,9 +299,6 @@ fn response_format(
                 .0
         }
     };
-    if format.needs_registry() {
-        return Err(mismatch(format!("the {format:?} format needs the schema registry")));
-    }
     let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or("");
     for wanted in accept.split(',').filter_map(|item| item.trim().strip_prefix("application/vnd.kafka.")) {
         let Some(name) = wanted.split(';').next().and_then(|media| media.strip_suffix(".v2+json")) else { continue };

@@ -1,0 +1,208 @@
+//! Confluent REST Proxy v2's produce paths, `POST /topics/{topic}` and
+//! `POST /topics/{topic}/partitions/{partition}`, on the same produce core as `/producers/{topic}`:
+//! the embedded format comes from the content type (`application/vnd.kafka.avro.v2+json` and its
+//! binary, json, jsonschema and protobuf twins; plain JSON means binary, v2's default), schemas
+//! from `key_schema`/`key_schema_id` and their value twins, and the answer is v2's shape.
+
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, header};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::AppState;
+use super::formats::EmbeddedFormat;
+use super::produce::{JsonProduce, JsonRecord, origin, produce_json};
+use super::status::{ApiError, body_bytes};
+use crate::config::EmbeddedFormatName;
+use crate::error::{ErrorCode, SidecarError};
+use crate::schema::{SchemaRole, SchemaSelection};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProduceRequestV2 {
+    key_schema: Option<String>,
+    key_schema_id: Option<i64>,
+    value_schema: Option<String>,
+    value_schema_id: Option<i64>,
+    records: Vec<RecordV2>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordV2 {
+    #[serde(default)]
+    key: Value,
+    #[serde(default)]
+    value: Value,
+    partition: Option<i32>,
+}
+
+/// v2's answer.
+#[derive(Debug, Serialize)]
+pub struct ProduceResponseV2 {
+    key_schema_id: Option<u32>,
+    value_schema_id: Option<u32>,
+    offsets: Vec<OffsetV2>,
+}
+
+#[derive(Debug, Serialize)]
+struct OffsetV2 {
+    partition: Option<i32>,
+    offset: Option<i64>,
+    error_code: Option<u32>,
+    error: Option<String>,
+}
+
+/// Handles `POST /topics/{topic}`.
+pub async fn produce_to_topic(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ProduceResponseV2>, ApiError> {
+    produce_v2(&state, &topic, None, peer, &headers, body).await
+}
+
+/// Handles `POST /topics/{topic}/partitions/{partition}`.
+pub async fn produce_to_partition(
+    State(state): State<AppState>,
+    Path((topic, partition)): Path<(String, String)>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ProduceResponseV2>, ApiError> {
+    let partition = partition.parse::<i32>().ok().filter(|partition| *partition >= 0).ok_or_else(|| {
+        SidecarError::new(ErrorCode::InvalidPartition, format!("partition {partition:?} is not a number"))
+    })?;
+    produce_v2(&state, &topic, Some(partition), peer, &headers, body).await
+}
+
+async fn produce_v2(
+    state: &AppState,
+    topic: &str,
+    partition: Option<i32>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ProduceResponseV2>, ApiError> {
+    let origin = origin(state, "http_produce_v2", headers, peer);
+    let format = EmbeddedFormat(embedded_format(headers)?);
+    let body = body_bytes(body)?;
+    let request: ProduceRequestV2 = serde_json::from_slice(&body).map_err(|error| {
+        let code = match error.classify() {
+            serde_json::error::Category::Data => ErrorCode::InvalidRequest,
+            _ => ErrorCode::InvalidJson,
+        };
+        SidecarError::new(code, format!("invalid produce request: {error}"))
+    })?;
+    let request = JsonProduce {
+        key_format: Some(format),
+        value_format: Some(format),
+        key_schema: SchemaSelection::from_fields(
+            SchemaRole::Key,
+            request.key_schema,
+            request.key_schema_id,
+            None,
+            None,
+        )?,
+        value_schema: SchemaSelection::from_fields(
+            SchemaRole::Value,
+            request.value_schema,
+            request.value_schema_id,
+            None,
+            None,
+        )?,
+        records: request
+            .records
+            .into_iter()
+            .map(|record| JsonRecord {
+                key: record.key,
+                value: record.value,
+                headers: Vec::new(),
+                partition: record.partition,
+                timestamp: None,
+                traceability_id: None,
+                correlation_id: None,
+            })
+            .collect(),
+    };
+    let outcome = produce_json(state, topic, partition, origin, headers, request).await?;
+    let offsets = outcome
+        .offsets
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(delivered) => OffsetV2 {
+                partition: Some(delivered.partition),
+                offset: Some(delivered.offset),
+                error_code: None,
+                error: None,
+            },
+            Err(error) => OffsetV2 {
+                partition: None,
+                offset: None,
+                error_code: Some(error.code.confluent_code()),
+                error: Some(error.message),
+            },
+        })
+        .collect();
+    Ok(Json(ProduceResponseV2 {
+        key_schema_id: outcome.key_schema_id,
+        value_schema_id: outcome.value_schema_id,
+        offsets,
+    }))
+}
+
+/// The embedded format a v2 content type names; plain JSON (or none) is binary, v2's default.
+fn embedded_format(headers: &HeaderMap) -> Result<EmbeddedFormatName, SidecarError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let format = match media_type.as_str() {
+        "" | "application/json" | "application/vnd.kafka.v2+json" | "application/vnd.kafka.binary.v2+json" => {
+            EmbeddedFormatName::Binary
+        }
+        "application/vnd.kafka.json.v2+json" => EmbeddedFormatName::Json,
+        "application/vnd.kafka.avro.v2+json" => EmbeddedFormatName::Avro,
+        "application/vnd.kafka.jsonschema.v2+json" => EmbeddedFormatName::Jsonschema,
+        "application/vnd.kafka.protobuf.v2+json" => EmbeddedFormatName::Protobuf,
+        "application/vnd.kafka.string.v2+json" => EmbeddedFormatName::String,
+        other => {
+            return Err(SidecarError::new(
+                ErrorCode::UnsupportedFormat,
+                format!("content type {other:?} names no embedded format; use application/vnd.kafka.<format>.v2+json"),
+            ));
+        }
+    };
+    Ok(format)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn format_of(content_type: &str) -> Result<EmbeddedFormatName, SidecarError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).expect("header"));
+        embedded_format(&headers)
+    }
+
+    #[test]
+    fn content_types_name_the_embedded_format() {
+        assert_eq!(format_of("application/vnd.kafka.avro.v2+json"), Ok(EmbeddedFormatName::Avro));
+        assert_eq!(
+            format_of("application/vnd.kafka.protobuf.v2+json; charset=utf-8"),
+            Ok(EmbeddedFormatName::Protobuf)
+        );
+        assert_eq!(format_of("application/vnd.kafka.jsonschema.v2+json"), Ok(EmbeddedFormatName::Jsonschema));
+        assert_eq!(format_of("application/json"), Ok(EmbeddedFormatName::Binary));
+        assert_eq!(format_of("text/xml").expect_err("xml").code, ErrorCode::UnsupportedFormat);
+    }
+}

@@ -1,0 +1,395 @@
+//! Schema formats (avro, jsonschema, protobuf) through a Confluent-compatible schema registry.
+//!
+//! A produce request names its schema inline, by id, by subject and version, or not at all (the
+//! latest version of the topic's subject, by the TopicNameStrategy); [`SchemaRegistry`] turns that
+//! into a parsed [`Schema`] and each record's JSON into Confluent's wire format with it. Consumers
+//! go the other way: [`SchemaRegistry::load_ids`] makes sure the ids a batch of records uses are
+//! cached, then [`SchemaRegistry::decode_cached`] decodes each record without awaiting.
+//!
+//! The registry is touched once per schema, not per record: ids are immutable and cached until a
+//! size bound evicts them; inline schemas are cached by subject and text; subject versions by
+//! (subject, version); the latest version for `schema_registry.latest_ttl_ms`. When the registry is
+//! down, cached schemas keep working (a stale latest included) and the rest fail fast with
+//! `SCHEMA_REGISTRY_UNAVAILABLE` and a retry hint.
+
+pub mod avro;
+mod cache;
+pub mod codec;
+pub mod json_schema;
+pub mod protobuf;
+mod registry;
+mod selection;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+pub use codec::{ConversionError, Reference};
+pub use registry::RegistryError;
+pub use selection::{SchemaRole, SchemaSelection};
+
+use self::avro::AvroCodec;
+use self::cache::LoadOnceCache;
+use self::json_schema::JsonSchemaCodec;
+use self::protobuf::ProtobufCodec;
+use self::registry::{RegistryClient, SchemaDto};
+use crate::config::{EmbeddedFormatName, SchemaRegistryConfig};
+use crate::error::{ErrorCode, SidecarError};
+use crate::metrics::Metrics;
+
+/// The registry's schema types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SchemaKind {
+    /// `AVRO` (the registry's default when a schema names no type).
+    Avro,
+    /// `JSON`: JSON Schema.
+    Json,
+    /// `PROTOBUF`: `.proto` text.
+    Protobuf,
+}
+
+impl SchemaKind {
+    /// The kind behind a key or value format, if it has one.
+    pub fn of_format(format: EmbeddedFormatName) -> Option<Self> {
+        match format {
+            EmbeddedFormatName::Avro => Some(Self::Avro),
+            EmbeddedFormatName::Jsonschema => Some(Self::Json),
+            EmbeddedFormatName::Protobuf => Some(Self::Protobuf),
+            EmbeddedFormatName::Binary | EmbeddedFormatName::Json | EmbeddedFormatName::String => None,
+        }
+    }
+
+    /// The registry's `schemaType` value.
+    pub fn registry_name(self) -> &'static str {
+        match self {
+            Self::Avro => "AVRO",
+            Self::Json => "JSON",
+            Self::Protobuf => "PROTOBUF",
+        }
+    }
+
+    fn from_registry_name(name: Option<&str>) -> Result<Self, String> {
+        match name.unwrap_or("AVRO") {
+            "AVRO" => Ok(Self::Avro),
+            "JSON" => Ok(Self::Json),
+            "PROTOBUF" => Ok(Self::Protobuf),
+            other => Err(format!("unknown schema type {other:?}")),
+        }
+    }
+}
+
+enum Codec {
+    Avro(AvroCodec),
+    Json(JsonSchemaCodec),
+    Protobuf(ProtobufCodec),
+}
+
+/// A parsed schema and its registry id: encodes JSON to framed bytes and decodes them back.
+pub struct Schema {
+    /// The registry's id, written into every payload.
+    pub id: u32,
+    /// Its type.
+    pub kind: SchemaKind,
+    codec: Codec,
+}
+
+impl Schema {
+    /// Parses schema text of `kind` with the schemas it references.
+    pub fn parse(id: u32, kind: SchemaKind, text: &str, references: &[Reference]) -> Result<Self, String> {
+        let codec = match kind {
+            SchemaKind::Avro => Codec::Avro(AvroCodec::parse(text, references)?),
+            SchemaKind::Json => Codec::Json(JsonSchemaCodec::parse(text, references)?),
+            SchemaKind::Protobuf => Codec::Protobuf(ProtobufCodec::parse(text, references, None)?),
+        };
+        Ok(Self { id, kind, codec })
+    }
+
+    /// `value` in the wire format: magic byte, id, body.
+    pub fn encode(&self, value: &Value) -> Result<Bytes, ConversionError> {
+        let mut out = Vec::with_capacity(64);
+        wire::write_header(self.id, &mut out);
+        match &self.codec {
+            Codec::Avro(codec) => codec.encode_into(value, &mut out)?,
+            Codec::Json(codec) => codec.encode_into(value, &mut out)?,
+            Codec::Protobuf(codec) => codec.encode_into(value, &mut out)?,
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// The body after the header, as JSON.
+    pub fn decode_body(&self, body: &[u8]) -> Result<Value, ConversionError> {
+        match &self.codec {
+            Codec::Avro(codec) => codec.decode(body),
+            Codec::Json(codec) => codec.decode(body),
+            Codec::Protobuf(codec) => codec.decode(body),
+        }
+    }
+}
+
+/// The registry client with its caches; one per sidecar.
+pub struct SchemaRegistry {
+    client: RegistryClient,
+    by_id: LoadOnceCache<u32, Arc<Schema>>,
+    by_version: LoadOnceCache<(String, i32), u32>,
+    latest: LoadOnceCache<String, u32>,
+    registered: LoadOnceCache<(String, SchemaKind, String), u32>,
+    latest_ttl: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl SchemaRegistry {
+    /// A registry for the configured URLs, or `None` when none is configured.
+    pub fn from_config(config: &SchemaRegistryConfig, metrics: Arc<Metrics>) -> anyhow::Result<Option<Arc<Self>>> {
+        if !config.is_configured() {
+            return Ok(None);
+        }
+        let bound = config.cache_max_schemas;
+        Ok(Some(Arc::new(Self {
+            client: RegistryClient::new(config, metrics.clone())?,
+            by_id: LoadOnceCache::new(bound),
+            by_version: LoadOnceCache::new(bound),
+            latest: LoadOnceCache::new(bound),
+            registered: LoadOnceCache::new(bound),
+            latest_ttl: Duration::from_millis(config.latest_ttl_ms),
+            metrics,
+        })))
+    }
+
+    /// The schema a produce request selected for its keys or values on `topic`, of `kind`.
+    pub async fn for_produce(
+        &self,
+        topic: &str,
+        role: SchemaRole,
+        kind: SchemaKind,
+        selection: &SchemaSelection,
+    ) -> Result<Arc<Schema>, SidecarError> {
+        let subject = |explicit: &Option<String>| explicit.clone().unwrap_or_else(|| role.subject(topic));
+        let schema = match selection {
+            SchemaSelection::Id(id) => self.by_id(*id).await?,
+            SchemaSelection::Version { subject: named, version } => {
+                let id = self.version_id(subject(named), *version).await?;
+                self.by_id(id).await?
+            }
+            SchemaSelection::Latest { subject: named } => {
+                let id = self.latest_id(subject(named)).await?;
+                self.by_id(id).await?
+            }
+            SchemaSelection::Inline { schema, subject: named } => {
+                self.register(subject(named), kind, schema, role).await?
+            }
+        };
+        if schema.kind != kind {
+            return Err(SidecarError::new(
+                ErrorCode::SchemaInvalid,
+                format!(
+                    "{role} schema {} is a {} schema; the request's {role} format needs {}",
+                    schema.id,
+                    schema.kind.registry_name(),
+                    kind.registry_name()
+                ),
+            ));
+        }
+        Ok(schema)
+    }
+
+    /// The schema with registry id `id`.
+    pub async fn by_id(&self, id: u32) -> Result<Arc<Schema>, SidecarError> {
+        let (result, hit) = self
+            .by_id
+            .get_or_load(id, || async move {
+                let dto =
+                    self.client.schema_by_id(id).await.map_err(|error| self.refusal(&format!("schema {id}"), error))?;
+                self.parse_dto(id, dto).await
+            })
+            .await;
+        self.count("id", hit);
+        result.map(|loaded| loaded.value)
+    }
+
+    /// The schema with `id` if it is cached: what consumers decode with after [`Self::load_ids`].
+    pub fn cached(&self, id: u32) -> Option<Arc<Schema>> {
+        self.by_id.peek(&id).map(|loaded| loaded.value)
+    }
+
+    /// The schema id of a wire-format payload, if it is one.
+    pub fn id_of(payload: &[u8]) -> Option<u32> {
+        wire::split_header(payload).ok().map(|(id, _)| id)
+    }
+
+    /// Caches every schema in `ids`. Unknown or unparsable ids are left for
+    /// [`Self::decode_cached`] to report per record; only an unavailable registry is an error, so
+    /// the caller can hold records back instead of handing them out undecoded.
+    pub async fn load_ids(&self, mut ids: Vec<u32>) -> Result<(), SidecarError> {
+        ids.sort_unstable();
+        ids.dedup();
+        let missing = ids.into_iter().filter(|id| self.by_id.peek(id).is_none());
+        let loads = futures::future::join_all(missing.map(|id| self.by_id(id))).await;
+        for result in loads {
+            if let Err(error) = result
+                && error.code == ErrorCode::SchemaRegistryUnavailable
+            {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes a consumed payload of `kind` with its cached schema: the JSON and the schema id.
+    pub fn decode_cached(&self, kind: SchemaKind, bytes: &[u8]) -> Result<(Value, u32), String> {
+        let (id, body) = wire::split_header(bytes)?;
+        let schema = self.cached(id).ok_or_else(|| format!("schema {id} is not in the registry"))?;
+        if schema.kind != kind {
+            return Err(format!("schema {id} is {}, not {}", schema.kind.registry_name(), kind.registry_name()));
+        }
+        let value = schema.decode_body(body).map_err(|error| format!("not decodable with schema {id}: {error}"))?;
+        Ok((value, id))
+    }
+
+    async fn version_id(&self, subject: String, version: i32) -> Result<u32, SidecarError> {
+        let key = (subject, version);
+        let version_text = version.to_string();
+        let (result, hit) = self.by_version.get_or_load(key.clone(), || self.load_version(&key.0, &version_text)).await;
+        self.count("version", hit);
+        result.map(|loaded| loaded.value)
+    }
+
+    async fn latest_id(&self, subject: String) -> Result<u32, SidecarError> {
+        let stale = self.latest.peek(&subject);
+        if let Some(loaded) = &stale {
+            if loaded.at.elapsed() < self.latest_ttl {
+                self.count("latest", true);
+                return Ok(loaded.value);
+            }
+            self.latest.remove(&subject);
+        }
+        let (result, hit) = self.latest.get_or_load(subject.clone(), || self.load_version(&subject, "latest")).await;
+        self.count("latest", hit);
+        match (result, stale) {
+            (Ok(loaded), _) => Ok(loaded.value),
+            // Better a schema a little old than no produce at all while the registry is down.
+            (Err(error), Some(stale)) if error.code == ErrorCode::SchemaRegistryUnavailable => {
+                tracing::warn!(%subject, id = stale.value, "schema registry unavailable; using the latest schema known");
+                self.latest.insert(subject, stale.value);
+                Ok(stale.value)
+            }
+            (Err(error), _) => Err(error),
+        }
+    }
+
+    /// Loads a subject version, caches its parsed schema by id and returns the id.
+    async fn load_version(&self, subject: &str, version: &str) -> Result<u32, SidecarError> {
+        let what = format!("subject {subject:?} version {version}");
+        let dto = self.client.subject_version(subject, version).await.map_err(|error| self.refusal(&what, error))?;
+        let id = dto.id.ok_or_else(|| {
+            SidecarError::new(ErrorCode::SchemaRegistryUnavailable, format!("the registry gave no id for {what}"))
+        })?;
+        if self.by_id.peek(&id).is_none() {
+            let schema = self.parse_dto(id, dto).await?;
+            self.by_id.insert(id, schema);
+        }
+        Ok(id)
+    }
+
+    async fn register(
+        &self,
+        subject: String,
+        kind: SchemaKind,
+        text: &str,
+        role: SchemaRole,
+    ) -> Result<Arc<Schema>, SidecarError> {
+        let key = (subject, kind, text.to_string());
+        let (result, hit) = self
+            .registered
+            .get_or_load(key.clone(), || async {
+                // Parse first: a schema that does not parse gets our message, not a round trip.
+                Schema::parse(0, kind, text, &[]).map_err(|why| {
+                    SidecarError::new(ErrorCode::SchemaInvalid, format!("{role} schema does not parse: {why}"))
+                })?;
+                let subject = &key.0;
+                let id = self
+                    .client
+                    .register(subject, text, kind.registry_name())
+                    .await
+                    .map_err(|error| self.refusal(&format!("registering under subject {subject:?}"), error))?;
+                if self.by_id.peek(&id).is_none() {
+                    let schema = Schema::parse(id, kind, text, &[])
+                        .map_err(|why| SidecarError::new(ErrorCode::SchemaInvalid, why))?;
+                    self.by_id.insert(id, Arc::new(schema));
+                }
+                Ok::<_, SidecarError>(id)
+            })
+            .await;
+        self.count("register", hit);
+        let id = result?.value;
+        self.by_id(id).await
+    }
+
+    /// Parses a registry answer, fetching the schemas it references first.
+    async fn parse_dto(&self, id: u32, dto: SchemaDto) -> Result<Arc<Schema>, SidecarError> {
+        let invalid = |why: String| SidecarError::new(ErrorCode::SchemaInvalid, format!("schema {id}: {why}"));
+        let kind = SchemaKind::from_registry_name(dto.schema_type.as_deref()).map_err(invalid)?;
+        let references = self.resolve_references(&dto).await?;
+        let schema = Schema::parse(id, kind, &dto.schema, &references).map_err(invalid)?;
+        Ok(Arc::new(schema))
+    }
+
+    /// Every schema `dto` references, transitively, dependencies first, each once.
+    async fn resolve_references(&self, dto: &SchemaDto) -> Result<Vec<Reference>, SidecarError> {
+        let mut resolved: Vec<Reference> = Vec::new();
+        // Depth-first with an explicit stack: (reference, whether its own references are done).
+        let mut stack: Vec<(registry::ReferenceDto, Option<String>)> =
+            dto.references.iter().rev().map(|reference| (reference.clone(), None)).collect();
+        let mut visiting = std::collections::HashSet::new();
+        while let Some((reference, text)) = stack.pop() {
+            if resolved.iter().any(|done| done.name == reference.name) {
+                continue;
+            }
+            if let Some(schema) = text {
+                resolved.push(Reference { name: reference.name, schema });
+                continue;
+            }
+            if !visiting.insert(reference.name.clone()) || visiting.len() > 100 {
+                return Err(SidecarError::new(
+                    ErrorCode::SchemaInvalid,
+                    format!("schema references loop or go too deep at {:?}", reference.name),
+                ));
+            }
+            let what = format!("reference {:?} (subject {:?})", reference.name, reference.subject);
+            let found = self
+                .client
+                .subject_version(&reference.subject, &reference.version.to_string())
+                .await
+                .map_err(|error| self.refusal(&what, error))?;
+            stack.push((reference, Some(found.schema)));
+            stack.extend(found.references.into_iter().rev().map(|nested| (nested, None)));
+        }
+        Ok(resolved)
+    }
+
+    /// A registry failure as the caller sees it.
+    fn refusal(&self, what: &str, error: RegistryError) -> SidecarError {
+        match error {
+            RegistryError::Unavailable(why) => SidecarError {
+                code: ErrorCode::SchemaRegistryUnavailable,
+                message: format!("the schema registry is unavailable for {what}: {why}"),
+                retry_after: Some(self.client.retry_hint()),
+            },
+            RegistryError::Refused { status, message, .. } => {
+                let code = match status {
+                    404 => ErrorCode::SchemaNotFound,
+                    409 => ErrorCode::SchemaIncompatible,
+                    422 => ErrorCode::SchemaInvalid,
+                    _ => ErrorCode::SchemaRegistryRefused,
+                };
+                SidecarError::new(code, format!("the schema registry refused {what} ({status}): {message}"))
+            }
+        }
+    }
+
+    fn count(&self, lookup: &'static str, hit: bool) {
+        if hit { self.metrics.schema.hit(lookup) } else { self.metrics.schema.miss(lookup) }
+    }
+}
