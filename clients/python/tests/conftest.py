@@ -1,4 +1,5 @@
-"""Shared fixtures: one tansu broker per session, a shared sidecar, fresh sidecars on demand."""
+"""Shared fixtures: one tansu broker per session, a shared sidecar, fresh sidecars on demand, and
+one schema registry per session (started only by the tests that ask for it)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ from typing import Callable, Iterator
 
 import pytest
 
-from harness import Broker, Sidecar
+from harness import Broker, SchemaRegistry, Sidecar
 
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Broker]:
     started = Broker.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry(broker: Broker) -> Iterator[SchemaRegistry]:
+    started = SchemaRegistry.start(broker.bootstrap)
     yield started
     started.stop()
 

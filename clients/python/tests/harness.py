@@ -2,7 +2,9 @@
 
 ``Broker.start()`` runs ``scripts/tansu run PORT`` (or uses ``KAFKA_SIDECAR_TEST_BOOTSTRAP``) and
 polls until it answers a metadata request. ``Sidecar.start()`` runs the daemon on ``:0``
-listeners and reads the bound addresses from its ``--listen-info`` file. Nothing sleeps for
+listeners and reads the bound addresses from its ``--listen-info`` file.
+``SchemaRegistry.start()`` runs ``scripts/schema-registry run`` on the broker (or uses
+``KAFKA_SIDECAR_TEST_SCHEMA_REGISTRY``) and polls until it accepts writes. Nothing sleeps for
 readiness: every wait polls with a deadline.
 """
 
@@ -134,6 +136,56 @@ class Broker:
 
     def stop(self) -> None:
         if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+class SchemaRegistry:
+    """A Confluent-compatible schema registry on the broker (or the one
+    ``KAFKA_SIDECAR_TEST_SCHEMA_REGISTRY`` names), keeping its schemas in the broker's topic."""
+
+    def __init__(self, url: str, process: Optional[subprocess.Popen[bytes]]) -> None:
+        self.url = url.rstrip("/")
+        self.process = process
+
+    @classmethod
+    def start(cls, bootstrap: str) -> "SchemaRegistry":
+        existing = os.environ.get("KAFKA_SIDECAR_TEST_SCHEMA_REGISTRY")
+        if existing:
+            registry = cls(existing, None)
+        else:
+            script = str(REPO / "scripts" / "schema-registry")
+            # Builds the registry the first time (minutes, then cached), so the start below can
+            # have a short deadline.
+            subprocess.run([script, "path"], check=True, stdout=subprocess.DEVNULL, timeout=1800)
+            port = free_port()
+            log = open(tempfile.mktemp(prefix="schema-registry-", suffix=".log"), "wb")
+            process = subprocess.Popen([script, "run", bootstrap, str(port)], stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            registry = cls(f"http://127.0.0.1:{port}", process)
+        probe = random_name("probe")
+        wait_until(lambda: registry._accepts_writes(probe), 60,
+                   f"the schema registry at {registry.url} to accept writes", interval=0.2)
+        return registry
+
+    def _accepts_writes(self, subject: str) -> bool:
+        """Writes answer 503 until the registry has elected itself primary: probe with one."""
+        import urllib.request
+
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"the schema registry exited with {self.process.returncode}")
+        request = urllib.request.Request(
+            f"{self.url}/subjects/{subject}/versions", method="POST",
+            data=json.dumps({"schema": '"string"'}).encode(),
+            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as reply:
+                return bool(reply.status == 200)
+        except Exception:  # noqa: BLE001 - not up, or not primary yet
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 

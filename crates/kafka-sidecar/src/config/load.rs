@@ -106,7 +106,8 @@ fn read_file(path: &Path) -> Result<Value, ConfigError> {
 /// `KAFKA_SIDECAR_PRODUCER__LINGER_MS` -> `["producer", "linger_ms"]`; `None` for other variables.
 fn env_path(name: &str) -> Result<Option<Vec<String>>, ConfigError> {
     let Some(rest) = name.strip_prefix(ENV_PREFIX) else { return Ok(None) };
-    if ENV_NOT_CONFIG.contains(&rest) {
+    // Test harnesses own the `KAFKA_SIDECAR_TEST_` prefix (broker, schema registry, ...).
+    if ENV_NOT_CONFIG.contains(&rest) || rest.starts_with("TEST_") {
         return Ok(None);
     }
     if !rest.contains("__") {
@@ -232,6 +233,8 @@ mod tests {
     fn env_without_path_separator_is_rejected() {
         let error = load("", &[("KAFKA_SIDECAR_LINGER", "5")], &[]).expect_err("no __");
         assert!(error.to_string().contains("KAFKA_SIDECAR_LINGER"), "{error}");
+        let harness = [("KAFKA_SIDECAR_TEST_SCHEMA_REGISTRY", "http://127.0.0.1:8081")];
+        assert!(load("", &harness, &[]).is_ok(), "test harness variables are not configuration");
     }
 
     #[test]
