@@ -28,34 +28,58 @@ pub async fn registry() -> &'static str {
         .await
 }
 
+fn start_registry(bootstrap: &str) -> String {
+    let port = StdTcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    spawn_registry(bootstrap, port, &[]);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Starts a registry of its own (own schemas topic and election group, so it shares nothing with
+/// the shared one) with extra flags, e.g. TLS and basic auth; its URL once it accepts writes
+/// through `client`, which must be able to talk to it.
+pub async fn start_private_registry(scheme: &str, extra: &[String], client: &reqwest::Client) -> String {
+    let port = StdTcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let mut arguments =
+        vec!["--schemas-topic".to_string(), unique("_schemas"), "--group-id".to_string(), unique("schema-registry")];
+    arguments.extend_from_slice(extra);
+    spawn_registry(broker(), port, &arguments);
+    let url = format!("{scheme}://127.0.0.1:{port}");
+    wait_until_writable_with(&url, client).await;
+    url
+}
+
 // The watchdog shell outlives this process by design: it reaps the registry when we exit.
 #[allow(clippy::zombie_processes)]
-fn start_registry(bootstrap: &str) -> String {
+fn spawn_registry(bootstrap: &str, port: u16, extra: &[String]) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let script = root.join("scripts/schema-registry");
     let output = Command::new(&script).arg("path").output().expect("scripts/schema-registry path");
     assert!(output.status.success(), "scripts/schema-registry failed: {}", String::from_utf8_lossy(&output.stderr));
     let binary = String::from_utf8(output.stdout).expect("utf-8 path").trim().to_string();
-    let port = StdTcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let extra: Vec<String> = extra.iter().map(|argument| format!("'{argument}'")).collect();
     let command = format!(
-        "\"{binary}\" --bootstrap-servers {bootstrap} --listen-addr 127.0.0.1:{port} --schemas-topic-rf 1 \
+        "\"{binary}\" --bootstrap-servers {bootstrap} --listen-addr 127.0.0.1:{port} --schemas-topic-rf 1 {} \
          >/dev/null 2>&1 & r=$!; while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $r",
+        extra.join(" "),
         parent = std::process::id()
     );
     Command::new("sh").arg("-c").arg(command).stdin(Stdio::null()).spawn().expect("start the schema registry");
-    format!("http://127.0.0.1:{port}")
 }
 
 /// Writes answer 503 until the registry has elected itself primary: probe with a deadline.
 async fn wait_until_writable(url: &str) {
+    wait_until_writable_with(url, &reqwest::Client::new()).await;
+}
+
+async fn wait_until_writable_with(url: &str, client: &reqwest::Client) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
     let probe = format!("{url}/subjects/{}/versions", unique("probe"));
     loop {
         let answer = client
             .post(&probe)
             .header("content-type", "application/vnd.schemaregistry.v1+json")
             .body(json!({"schema": "\"string\""}).to_string())
+            .timeout(Duration::from_secs(2))
             .send()
             .await;
         if answer.is_ok_and(|response| response.status().is_success()) {
