@@ -321,3 +321,49 @@ async fn cached_schemas_keep_working_while_the_registry_is_down() {
     assert_eq!(values, [json!("hello"), json!("still here"), json!(5)]);
     sidecar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn references_to_other_subjects_resolve_for_avro_named_types_and_protobuf_imports() {
+    let (bootstrap, registry_url) = (broker(), registry().await);
+    let (users, orders) = (unique("avro-refs"), unique("proto-refs"));
+    create_topic(bootstrap, &users, 1).await;
+    create_topic(bootstrap, &orders, 1).await;
+    let namespace = unique("ns").replace('-', "_");
+    let address = format!(
+        r#"{{"type": "record", "name": "Address", "namespace": "{namespace}",
+            "fields": [{{"name": "city", "type": "string"}}]}}"#
+    );
+    let address_subject = unique("address");
+    register(&address_subject, "AVRO", &address, json!([])).await;
+    let user = format!(
+        r#"{{"type": "record", "name": "User", "namespace": "{namespace}",
+            "fields": [{{"name": "name", "type": "string"}}, {{"name": "home", "type": "{namespace}.Address"}}]}}"#
+    );
+    let reference = json!([{"name": format!("{namespace}.Address"), "subject": address_subject, "version": 1}]);
+    register(&format!("{users}-value"), "AVRO", &user, reference).await;
+
+    let package = unique("pkg").replace('-', "_");
+    let money = format!("syntax = \"proto3\";\npackage {package};\nmessage Money {{\n  int64 cents = 1;\n}}\n");
+    let money_subject = unique("money");
+    register(&money_subject, "PROTOBUF", &money, json!([])).await;
+    let order = format!(
+        "syntax = \"proto3\";\npackage {package};\nimport \"money.proto\";\n\
+         message Order {{\n  string id = 1;\n  Money total = 2;\n}}\n"
+    );
+    let import = json!([{"name": "money.proto", "subject": money_subject, "version": 1}]);
+    register(&format!("{orders}-value"), "PROTOBUF", &order, import).await;
+
+    let sidecar = schema_sidecar(bootstrap, registry_url).await;
+    let user_value = json!({"name": "ada", "home": {"city": "London"}});
+    let (status, answer) =
+        produce(&sidecar, &users, json!({"valueFormat": "avro", "records": [{"value": user_value}]})).await;
+    assert_eq!(status, 200, "latest of the subject, with its reference: {answer}");
+    let order_value = json!({"id": "o-9", "total": {"cents": "995"}});
+    let (status, answer) =
+        produce(&sidecar, &orders, json!({"valueFormat": "protobuf", "records": [{"value": order_value}]})).await;
+    assert_eq!(status, 200, "latest of the subject, with its import: {answer}");
+
+    assert_eq!(consume(&sidecar, &users, "avro", 1).await[0]["value"], user_value);
+    assert_eq!(consume(&sidecar, &orders, "protobuf", 1).await[0]["value"], order_value);
+    sidecar.stop().await;
+}
