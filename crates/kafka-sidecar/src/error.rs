@@ -42,6 +42,9 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists but not for this method.
     MethodNotAllowed,
+    /// The log filter cannot be read or changed: logging was not set up by this process's
+    /// `telemetry::init` (e.g. the daemon runs as a library).
+    LoggingNotReloadable,
     /// No consumer instance by that group and name.
     ConsumerNotFound,
     /// A consumer instance by that name already exists in the group.
@@ -69,6 +72,10 @@ pub enum ErrorCode {
     SchemaRegistryUnavailable,
     /// The schema registry refused the sidecar itself (e.g. its credentials).
     SchemaRegistryRefused,
+    /// No bearer token, or one that does not verify (signature, expiry, issuer, audience).
+    Unauthenticated,
+    /// The token verifies but lacks a scope the route needs; the message names it.
+    Forbidden,
     /// A bug or an unexpected librdkafka answer; details are logged, not returned.
     Internal,
 }
@@ -94,6 +101,7 @@ impl ErrorCode {
             Self::KafkaUnavailable => "KAFKA_UNAVAILABLE",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::LoggingNotReloadable => "LOGGING_NOT_RELOADABLE",
             Self::ConsumerNotFound => "CONSUMER_NOT_FOUND",
             Self::ConsumerExists => "CONSUMER_EXISTS",
             Self::ConsumerState => "CONSUMER_STATE",
@@ -107,6 +115,8 @@ impl ErrorCode {
             Self::RecordInvalid => "RECORD_INVALID",
             Self::SchemaRegistryUnavailable => "SCHEMA_REGISTRY_UNAVAILABLE",
             Self::SchemaRegistryRefused => "SCHEMA_REGISTRY_REFUSED",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
             Self::Internal => "INTERNAL",
         }
     }
@@ -118,9 +128,12 @@ impl ErrorCode {
             Self::UnknownTopic | Self::NotFound | Self::ConsumerNotFound | Self::SchemaNotFound => 404,
             Self::UnknownSession | Self::ConsumerExists | Self::ConsumerState | Self::SchemaIncompatible => 409,
             Self::SchemaInvalid | Self::RecordInvalid => 422,
+            Self::Unauthenticated => 401,
+            Self::Forbidden => 403,
             Self::SchemaRegistryRefused => 502,
             Self::FormatMismatch => 406,
             Self::MethodNotAllowed => 405,
+            Self::LoggingNotReloadable => 409,
             Self::InvalidConsumerConfig => 422,
             Self::RecordTooLarge | Self::BodyTooLarge => 413,
             Self::InvalidTopic
@@ -165,9 +178,12 @@ impl ErrorCode {
             Self::SchemaIncompatible => Code::FailedPrecondition,
             Self::SchemaInvalid | Self::RecordInvalid => Code::InvalidArgument,
             Self::SchemaRegistryRefused => Code::Internal,
+            Self::Unauthenticated => Code::Unauthenticated,
+            Self::Forbidden => Code::PermissionDenied,
             Self::ConsumerState => Code::FailedPrecondition,
             Self::FormatMismatch | Self::InvalidConsumerConfig => Code::InvalidArgument,
             Self::MethodNotAllowed => Code::Unimplemented,
+            Self::LoggingNotReloadable => Code::FailedPrecondition,
             Self::KafkaError => Code::Unknown,
             Self::InvalidTopic
             | Self::InvalidPartition

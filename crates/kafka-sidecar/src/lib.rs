@@ -4,6 +4,7 @@
 //! shutdown future, and returns when the sidecar has drained. `main` only parses flags and binds.
 //! See `ARCHITECTURE.md` for the produce path end to end.
 
+pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod delivery;

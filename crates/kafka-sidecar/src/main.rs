@@ -33,13 +33,16 @@ struct Cli {
     /// Admin address for metrics and health (admin.listen).
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// Let listeners bind non-loopback addresses with auth off (auth.allow_insecure_bind).
+    #[arg(long)]
+    allow_insecure_bind: bool,
     /// Any configuration key: --set producer.linger_ms=10 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
     listen_info: Option<PathBuf>,
-    /// Print the effective configuration as YAML and exit.
+    /// Print the effective configuration as YAML, secrets redacted, and exit.
     #[arg(long)]
     print_config: bool,
 }
@@ -58,6 +61,7 @@ impl Cli {
         flag("grpc.unix_socket", self.grpc_unix_socket.as_ref().map(|p| p.display().to_string()));
         flag("http.listen", self.http_listen.map(|a| a.to_string()));
         flag("admin.listen", self.admin_listen.map(|a| a.to_string()));
+        flag("auth.allow_insecure_bind", self.allow_insecure_bind.then(|| "true".to_string()));
         overrides.extend(self.overrides.iter().cloned());
         ConfigSources { file: self.config.clone(), env: std::env::vars().collect(), overrides }
     }
@@ -74,7 +78,7 @@ async fn main() -> ExitCode {
         }
     };
     if cli.print_config {
-        return match serde_norway::to_string(&config) {
+        return match kafka_sidecar::config::redacted(&config).and_then(|tree| serde_norway::to_string(&tree)) {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -85,6 +89,7 @@ async fn main() -> ExitCode {
             }
         };
     }
+    // The filter's control is process-global; the admin port picks it up (`/admin/logging`).
     telemetry::init(&config.log);
     match serve(config, cli.listen_info).await {
         Ok(()) => ExitCode::SUCCESS,

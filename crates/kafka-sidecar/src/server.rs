@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::consumer::{ConsumerManager, lag};
 use crate::delivery::DeliveryHub;
@@ -29,6 +30,7 @@ use crate::kafka::{DevBroker, SharedProducer};
 use crate::metrics::Metrics;
 use crate::reactive::ReactiveConsumer;
 use crate::schema::SchemaRegistry;
+use crate::telemetry;
 
 /// Readiness is re-checked this often while not ready, and every [`READY_RECHECK`] once ready
 /// (each check is a full metadata request).
@@ -137,7 +139,14 @@ pub async fn run(
     let (stop_admin, admin_stopped) = watch::channel(false);
 
     let schemas = SchemaRegistry::from_config(&config.schema_registry, Arc::clone(&metrics))?;
-    let service = ProducerService::new(Arc::clone(&producer), Arc::clone(&hub), schemas.clone(), Arc::clone(&metrics));
+    let authenticator = Authenticator::start(&config.auth).await.context("auth: cannot load the verification keys")?;
+    let service = ProducerService::new(
+        Arc::clone(&producer),
+        Arc::clone(&hub),
+        schemas.clone(),
+        authenticator.clone(),
+        Arc::clone(&metrics),
+    );
     let grpc_serving = grpc::serve(
         service,
         health_service,
@@ -149,10 +158,13 @@ pub async fn run(
     let consumers = ConsumerManager::new(&config, &bootstrap, Arc::clone(&metrics));
     let api = http::router(
         &config.http,
-        Arc::clone(&producer),
-        Arc::clone(&consumers),
-        schemas.clone(),
-        Arc::clone(&metrics),
+        http::ApiParts {
+            producer: Arc::clone(&producer),
+            consumers: Arc::clone(&consumers),
+            schemas: schemas.clone(),
+            authenticator: authenticator.clone(),
+            metrics: Arc::clone(&metrics),
+        },
     );
     let http_server = spawn_http(listeners.http, api, signal(api_stopped.clone()));
     let reactive =
@@ -168,6 +180,10 @@ pub async fn run(
         producer: Arc::clone(&producer),
         ready: Arc::clone(&ready),
         reactive: reactive.clone(),
+        config: Arc::new(config.clone()),
+        run: Arc::new(admin::RunInfo::starting_now(bootstrap.clone(), addresses.clone())),
+        logging: telemetry::log_control(),
+        authenticator: authenticator.clone(),
     };
     let admin_server = spawn_http(listeners.admin, admin::router(admin_state), signal(admin_stopped));
     let readiness = tokio::spawn(track_readiness(

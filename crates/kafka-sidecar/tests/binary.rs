@@ -23,11 +23,12 @@ type BadConfigCase = (&'static [&'static str], &'static [(&'static str, &'static
 
 #[test]
 fn bad_configuration_exits_at_start_naming_the_key() {
-    let cases: [BadConfigCase; 4] = [
+    let cases: [BadConfigCase; 5] = [
         (&["--set", "producer.lingr_ms=5"], &[], "lingr_ms"),
         (&[], &[("KAFKA_SIDECAR_PRODUCER__LINGER_MS", "soon")], "producer.linger_ms"),
         (&["--set", "kafka.properties.bootstrap.servers=x:1"], &[], "kafka.properties.bootstrap.servers"),
         (&["--set", "producer.max_buffered_bytes=1"], &[], "producer.max_buffered_bytes"),
+        (&["--http-listen", "0.0.0.0:0"], &[], "--allow-insecure-bind"),
     ];
     for (args, env, key) in cases {
         let output = clean_command().args(args).envs(env.iter().copied()).output().expect("run binary");
@@ -35,6 +36,24 @@ fn bad_configuration_exits_at_start_naming_the_key() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(key), "{key} not named in: {stderr}");
     }
+}
+
+#[test]
+fn print_config_never_prints_a_secret() {
+    let output = clean_command()
+        .args(["--print-config", "--set", "schema_registry.url=http://registry:8081"])
+        .args(["--set", "schema_registry.basic_auth_user=sidecar"])
+        .args(["--set", "schema_registry.basic_auth_password=registry-pass-0451"])
+        .args(["--set", "kafka.properties.sasl.password=kafka-pass-0451"])
+        .args(["--set", "auth.hs256_secret=hmac-pass-0451-hmac-pass-0451-hmac-pass"])
+        .output()
+        .expect("run binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!stdout.contains("pass-0451"), "a secret was printed:\n{stdout}");
+    assert!(stdout.contains("basic_auth_password: '[redacted]'"), "{stdout}");
+    assert!(stdout.contains("sasl.password: '[redacted]'"), "{stdout}");
+    assert!(stdout.contains("basic_auth_user: sidecar"), "{stdout}");
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //! Units are in the names (`linger_ms`, `max_buffered_bytes`). Unknown keys are rejected.
 //! `kafka.properties` passes raw librdkafka properties through, over the sidecar's defaults.
 
+mod auth;
 mod load;
 mod reactive;
+mod redact;
 mod schema_registry;
 mod validate;
 
@@ -14,8 +16,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use auth::AuthConfig;
 pub use load::{ConfigError, ConfigSources};
 pub use reactive::{ReactiveConsumerConfig, RetryConfig};
+pub use redact::{REDACTED, Secret, is_secret_key, redacted};
 pub use schema_registry::SchemaRegistryConfig;
 
 /// The whole sidecar configuration.
@@ -40,6 +44,8 @@ pub struct Config {
     pub schema_registry: SchemaRegistryConfig,
     /// Metrics and health.
     pub admin: AdminConfig,
+    /// Bearer tokens and scopes on the APIs.
+    pub auth: AuthConfig,
     /// Draining on SIGTERM.
     pub shutdown: ShutdownConfig,
     /// Logging.

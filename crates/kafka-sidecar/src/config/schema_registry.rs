@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::Secret;
+
 /// How to reach the schema registry. No URL means schema formats are refused with
 /// `UNSUPPORTED_FORMAT`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,8 +16,8 @@ pub struct SchemaRegistryConfig {
     pub url: String,
     /// Basic auth user name.
     pub basic_auth_user: Option<String>,
-    /// Basic auth password.
-    pub basic_auth_password: Option<String>,
+    /// Basic auth password; `Debug` and the config views redact it.
+    pub basic_auth_password: Option<Secret>,
     /// A PEM file of CA certificates to trust for `https` URLs, besides the web PKI roots.
     pub ca_file: Option<PathBuf>,
     /// How long one registry request may take.

@@ -69,6 +69,7 @@ impl Config {
             return Err(invalid("http.max_body_bytes", "must be at least 1024"));
         }
         self.validate_schema_registry()?;
+        self.validate_auth()?;
         self.validate_consumer()?;
         self.reactive_consumer.validate()?;
         if self.kafka.dev_broker_count == 0 || self.kafka.dev_broker_count > 16 {
@@ -85,6 +86,44 @@ impl Config {
             let clash = listeners[..index].iter().find(|(_, other)| other == address && address.port() != 0);
             if let Some((other_key, _)) = clash {
                 return Err(invalid(key, format!("same address as {other_key}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// With auth on, some key source; with it off, listeners stay on loopback unless allowed.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        if auth.enabled {
+            let secrets = auth.hs256_secret.is_some() || auth.hs256_secret_file.is_some();
+            if auth.jwks_file.is_none() && auth.jwks_url.is_empty() && !secrets {
+                return Err(invalid("auth.enabled", "needs auth.jwks_file, auth.jwks_url or an HS256 secret"));
+            }
+            if auth.hs256_secret.as_ref().is_some_and(|secret| secret.expose().len() < 32) {
+                return Err(invalid("auth.hs256_secret", "must be at least 32 bytes"));
+            }
+            let url = &auth.jwks_url;
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid("auth.jwks_url", "must be an http:// or https:// URL"));
+            }
+            if auth.jwks_refresh_ms < 1_000 {
+                return Err(invalid("auth.jwks_refresh_ms", "must be at least 1000"));
+            }
+            return Ok(());
+        }
+        if auth.allow_insecure_bind {
+            return Ok(());
+        }
+        let listeners =
+            [("grpc.listen", self.grpc.listen), ("http.listen", self.http.listen), ("admin.listen", self.admin.listen)];
+        for (key, address) in listeners {
+            if !address.ip().is_loopback() {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{address} is not loopback: turn auth on, or pass --allow-insecure-bind (auth.allow_insecure_bind)"
+                    ),
+                ));
             }
         }
         Ok(())
@@ -201,6 +240,22 @@ mod tests {
         assert_eq!(config.schema_registry.urls(), ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]);
         config.schema_registry.url = "ftp://registry".into();
         assert!(config.validate().expect_err("scheme").to_string().contains("schema_registry.url"));
+    }
+
+    #[test]
+    fn non_loopback_listeners_need_auth_or_an_explicit_allowance() {
+        let mut config = Config::default();
+        config.http.listen = "0.0.0.0:8080".parse().expect("address");
+        assert!(config.validate().expect_err("open").to_string().contains("http.listen"));
+        config.auth.allow_insecure_bind = true;
+        assert!(config.validate().is_ok());
+        config.auth.allow_insecure_bind = false;
+        config.auth.enabled = true;
+        assert!(config.validate().expect_err("no keys").to_string().contains("auth.enabled"));
+        config.auth.hs256_secret = Some("short".into());
+        assert!(config.validate().expect_err("short").to_string().contains("auth.hs256_secret"));
+        config.auth.hs256_secret = Some("x".repeat(32).into());
+        assert!(config.validate().is_ok(), "auth on: any bind");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::convert::{
     Group, ack, batch_groups, origin_of, record_from_proto, refusal_ack, report_to_proto, status_from_error,
 };
 use super::schemas;
+use crate::auth::{Access, Authenticator, Identity};
 use crate::delivery::DeliveryHub;
 use crate::error::SidecarError;
 use crate::kafka::SharedProducer;
@@ -29,6 +30,8 @@ pub struct ProducerService {
     hub: Arc<DeliveryHub>,
     /// The schema registry, for records that ask for a schema format; `None` when not configured.
     schemas: Option<Arc<SchemaRegistry>>,
+    /// Token checks, when `auth.enabled`.
+    authenticator: Option<Arc<Authenticator>>,
     metrics: Arc<Metrics>,
     instance: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
@@ -43,18 +46,51 @@ impl ProducerService {
         producer: Arc<SharedProducer>,
         hub: Arc<DeliveryHub>,
         schemas: Option<Arc<SchemaRegistry>>,
+        authenticator: Option<Arc<Authenticator>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let id = format!("{:016x}", rand::random::<u64>());
         let instance = tonic::metadata::MetadataValue::try_from(id.as_str())
             .unwrap_or_else(|_| tonic::metadata::MetadataValue::from_static("unknown"));
-        Self { producer, hub, schemas, metrics, instance }
+        Self { producer, hub, schemas, authenticator, metrics, instance }
     }
 
     fn respond<T>(&self, message: T) -> Response<T> {
         let mut response = Response::new(message);
         response.metadata_mut().insert(INSTANCE_METADATA, self.instance.clone());
         response
+    }
+
+    /// The caller's identity when auth is on: a token with the produce scope, from the call's
+    /// `authorization` metadata; `None` when auth is off.
+    async fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Option<Identity>, Status> {
+        let Some(authenticator) = &self.authenticator else { return Ok(None) };
+        let header = metadata.get("authorization").and_then(|value| value.to_str().ok());
+        let identity = authenticator.authenticate(header).await.map_err(|failure| status_from_error(&failure.error))?;
+        authenticator
+            .authorize(&identity, Access::Produce, None)
+            .map_err(|failure| status_from_error(&failure.error))?;
+        Ok(Some(identity))
+    }
+
+    /// The refusal for the first topic among `topics` the caller lacks a topic scope for.
+    fn topic_refusal<'a>(
+        &self,
+        identity: Option<&Identity>,
+        topics: impl Iterator<Item = &'a str>,
+    ) -> Option<SidecarError> {
+        let (authenticator, identity) = (self.authenticator.as_ref()?, identity?);
+        let mut checked: Vec<&str> = Vec::new();
+        for topic in topics {
+            if checked.contains(&topic) {
+                continue;
+            }
+            if let Err(failure) = authenticator.authorize(identity, Access::Produce, Some(topic)) {
+                return Some(failure.error);
+            }
+            checked.push(topic);
+        }
+        None
     }
 
     fn count_request(&self, api: &'static str, client_id: &str, records: usize) {
@@ -65,9 +101,21 @@ impl ProducerService {
 
     /// Enqueues a batch; once one record is refused for backpressure (or the schema registry is
     /// unavailable), every later record is refused too.
-    async fn emit_batch_inner(&self, api: &'static str, batch: pb::ProduceBatch) -> pb::ProduceBatchAck {
+    async fn emit_batch_inner(
+        &self,
+        api: &'static str,
+        identity: Option<&Identity>,
+        batch: pb::ProduceBatch,
+    ) -> pb::ProduceBatchAck {
         self.count_request(api, &batch.client_id, batch.records.len());
         let batch_id = batch.batch_id;
+        // A batch naming a topic the caller may not produce to is refused whole.
+        if let Some(error) = self.topic_refusal(identity, batch.records.iter().map(|record| record.topic.as_str())) {
+            let acks: Vec<pb::ProduceAck> =
+                batch.records.iter().map(|record| refusal_ack(record.record_id, &error)).collect();
+            let rejected = u32::try_from(acks.len()).unwrap_or(u32::MAX);
+            return pb::ProduceBatchAck { batch_id, acks, accepted: 0, rejected, retry_after_ms: 0 };
+        }
         let mut acks = Vec::with_capacity(batch.records.len());
         let groups = if schemas::batch_has_specs(&batch) {
             schemas::encode_batch(self.schemas.as_deref(), batch).await
@@ -112,7 +160,11 @@ impl ProducerService {
 #[tonic::async_trait]
 impl ProducerSidecar for ProducerService {
     async fn emit(&self, request: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceAck>, Status> {
+        let identity = self.caller(request.metadata()).await?;
         let request = request.into_inner();
+        if let Some(error) = self.topic_refusal(identity.as_ref(), std::iter::once(request.topic.as_str())) {
+            return Err(status_from_error(&error));
+        }
         self.count_request("grpc_emit", &request.client_id, 1);
         let origin = origin_of(&request);
         let record_id = request.record_id;
@@ -130,7 +182,8 @@ impl ProducerSidecar for ProducerService {
     }
 
     async fn emit_batch(&self, request: Request<pb::ProduceBatch>) -> Result<Response<pb::ProduceBatchAck>, Status> {
-        Ok(self.respond(self.emit_batch_inner("grpc_emit_batch", request.into_inner()).await))
+        let identity = self.caller(request.metadata()).await?;
+        Ok(self.respond(self.emit_batch_inner("grpc_emit_batch", identity.as_ref(), request.into_inner()).await))
     }
 
     type EmitStreamStream = BoxStream<pb::ProduceBatchAck>;
@@ -139,13 +192,15 @@ impl ProducerSidecar for ProducerService {
         &self,
         request: Request<Streaming<pb::ProduceBatch>>,
     ) -> Result<Response<Self::EmitStreamStream>, Status> {
+        let identity = self.caller(request.metadata()).await?;
         let service = self.clone();
         // `then` handles one batch at a time, so batches of one stream are enqueued in order.
         let acks = request.into_inner().then(move |batch| {
             let service = service.clone();
+            let identity = identity.clone();
             async move {
                 match batch {
-                    Ok(batch) => Ok(service.emit_batch_inner("grpc_emit_stream", batch).await),
+                    Ok(batch) => Ok(service.emit_batch_inner("grpc_emit_stream", identity.as_ref(), batch).await),
                     Err(status) => Err(status),
                 }
             }
@@ -159,6 +214,7 @@ impl ProducerSidecar for ProducerService {
         &self,
         request: Request<pb::DeliveryStreamRequest>,
     ) -> Result<Response<Self::DeliveryStreamStream>, Status> {
+        self.caller(request.metadata()).await?;
         let request = request.into_inner();
         if request.session_id.is_empty() {
             return Err(Status::invalid_argument("session_id is required"));

@@ -2,6 +2,7 @@
 //! router. Trailing slashes are trimmed before routing, so `/topics/` and `/topics` are one route.
 
 pub mod admin;
+mod auth;
 mod consumers;
 mod formats;
 mod produce;
@@ -19,11 +20,13 @@ use axum::routing::{get, post};
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
+pub use auth::require_admin_scope;
 pub use consumers::timestamp_ms as parse_timestamp_ms;
 pub use formats::EmbeddedFormat;
 pub use produce::{CLIENT_ID_HEADER, CORRELATION_HEADER, TRACEABILITY_HEADER};
 pub use status::{ApiError, StatusBody};
 
+use crate::auth::Authenticator;
 use crate::config::{EmbeddedFormatName, HttpConfig};
 use crate::consumer::ConsumerManager;
 use crate::error::{ErrorCode, SidecarError};
@@ -48,14 +51,23 @@ pub struct AppState {
     pub schemas: Option<Arc<SchemaRegistry>>,
 }
 
+/// What the API router needs besides its handlers' state.
+pub struct ApiParts {
+    /// The shared producer.
+    pub producer: Arc<SharedProducer>,
+    /// Active consumer instances.
+    pub consumers: Arc<ConsumerManager>,
+    /// The schema registry, when one is configured.
+    pub schemas: Option<Arc<SchemaRegistry>>,
+    /// Token checks, when `auth.enabled`.
+    pub authenticator: Option<Arc<Authenticator>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
 /// The API service: the router behind trailing-slash normalization.
-pub fn router(
-    config: &HttpConfig,
-    producer: Arc<SharedProducer>,
-    consumers: Arc<ConsumerManager>,
-    schemas: Option<Arc<SchemaRegistry>>,
-    metrics: Arc<Metrics>,
-) -> NormalizePath<Router> {
+pub fn router(config: &HttpConfig, parts: ApiParts) -> NormalizePath<Router> {
+    let ApiParts { producer, consumers, schemas, authenticator, metrics } = parts;
     let state = AppState {
         producer,
         metrics,
@@ -76,6 +88,7 @@ pub fn router(
             ApiError(SidecarError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint"))
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(authenticator, auth::require_api_scope))
         .with_state(state);
     NormalizePathLayer::trim_trailing_slash().layer(router)
 }

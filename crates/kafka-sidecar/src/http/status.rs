@@ -47,6 +47,7 @@ fn description(code: ErrorCode) -> &'static str {
         ErrorCode::KafkaUnavailable => "The Kafka cluster could not be reached; retry later.",
         ErrorCode::NotFound => "No such endpoint.",
         ErrorCode::MethodNotAllowed => "The endpoint exists; the Allow header lists its methods.",
+        ErrorCode::LoggingNotReloadable => "Only the kafka-sidecar binary sets up logging that can change live.",
         ErrorCode::ConsumerNotFound => "Create the consumer instance first; idle instances expire.",
         ErrorCode::ConsumerExists => "Pick another instance name or delete the existing instance.",
         ErrorCode::ConsumerState => "An instance either subscribes or assigns; a seek needs an owned partition.",
@@ -60,6 +61,8 @@ fn description(code: ErrorCode) -> &'static str {
         ErrorCode::RecordInvalid => "Make the key or value fit its schema; the message names the field.",
         ErrorCode::SchemaRegistryUnavailable => "The schema registry did not answer; retry after the hint.",
         ErrorCode::SchemaRegistryRefused => "The schema registry refused the sidecar; check schema_registry settings.",
+        ErrorCode::Unauthenticated => "Send a valid bearer token in the Authorization header.",
+        ErrorCode::Forbidden => "The token lacks a scope this route needs; the message names it.",
         ErrorCode::Internal => "An internal error; see the sidecar's log.",
     }
 }

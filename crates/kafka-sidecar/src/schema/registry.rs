@@ -114,7 +114,10 @@ impl RegistryClient {
                 builder = builder.add_root_certificate(certificate);
             }
         }
-        let basic_auth = config.basic_auth_user.clone().zip(config.basic_auth_password.clone());
+        let basic_auth = config
+            .basic_auth_user
+            .clone()
+            .zip(config.basic_auth_password.as_ref().map(|password| password.expose().to_string()));
         Ok(Self {
             urls,
             http: builder.build()?,
