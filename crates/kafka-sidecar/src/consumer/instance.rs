@@ -80,7 +80,20 @@ impl ConsumerInstance {
     /// Takes back records [`Self::fetch`] returned that could not be handed to the app: the next
     /// fetch returns them again.
     pub async fn restore(&self, records: Vec<ConsumedRecord>) -> Result<(), SidecarError> {
-        self.send(|reply| Command::Restore(records, reply)).await
+        // Waits for room rather than refusing: these records must not be dropped for backpressure.
+        let (reply, answer) = oneshot::channel();
+        let mut command = Command::Restore(records, reply);
+        loop {
+            match self.commands.try_send(command) {
+                Ok(()) => break,
+                Err(TrySendError::Full(again)) => {
+                    command = again;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(gone()),
+            }
+        }
+        answer.await.map_err(|_| gone())?
     }
 
     /// Commits processed offsets, or everything returned so far with `None`.

@@ -6,8 +6,8 @@
 //! `value_base64`), never skipped.
 //!
 //! Records are serialized straight from their bytes (embedded JSON is validated, not rebuilt).
-//! Schema formats need their schemas cached first: [`RecordFormats::load_schemas`] does that
-//! for a batch, so rendering itself never waits on the registry.
+//! Schema formats need their schemas loaded first: [`RecordFormats::load_schemas`] does that for a
+//! batch and returns its [`BatchDecoder`], so rendering itself never waits on the registry.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 use crate::config::EmbeddedFormatName;
 use crate::consumer::ConsumedRecord;
 use crate::error::{ErrorCode, SidecarError};
-use crate::schema::{SchemaKind, SchemaRegistry};
+use crate::schema::{LoadedSchemas, SchemaKind, SchemaRegistry, decode_with};
 
 /// How consumed keys and values become JSON: their formats, and the registry that schema formats
 /// decode with.
@@ -42,33 +42,51 @@ impl RecordFormats {
         Self { key: format, value: format, schemas }
     }
 
-    /// Caches the schemas `records` are written with, for the formats that use one. Fails only
-    /// when the registry is unavailable, so the caller can hold the records back and retry.
-    pub async fn load_schemas(&self, records: &[&ConsumedRecord]) -> Result<(), SidecarError> {
-        let Some(schemas) = &self.schemas else { return Ok(()) };
+    /// Loads the schemas `records` are written with, for the formats that use one, into the
+    /// decoder for this batch. Fails when the registry is unavailable or refuses the sidecar, so
+    /// the caller can hold the records back and retry.
+    pub async fn load_schemas(&self, records: &[&ConsumedRecord]) -> Result<BatchDecoder, SidecarError> {
         let keys = self.key.needs_registry();
         let values = self.value.needs_registry();
-        if !keys && !values {
-            return Ok(());
-        }
-        let mut ids = Vec::new();
-        for record in records {
-            let key = record.key.as_deref().filter(|_| keys);
-            let value = record.value.as_deref().filter(|_| values);
-            ids.extend(key.into_iter().chain(value).filter_map(SchemaRegistry::id_of));
-        }
-        schemas.load_ids(ids).await
+        let loaded = match &self.schemas {
+            Some(schemas) if keys || values => {
+                let mut ids = Vec::new();
+                for record in records {
+                    let key = record.key.as_deref().filter(|_| keys);
+                    let value = record.value.as_deref().filter(|_| values);
+                    ids.extend(key.into_iter().chain(value).filter_map(SchemaRegistry::id_of));
+                }
+                Some(schemas.load_ids(ids).await?)
+            }
+            _ => None,
+        };
+        Ok(BatchDecoder { key: self.key, value: self.value, loaded })
+    }
+}
+
+/// Renders one batch of records: the formats and the schemas the batch needs, already loaded.
+pub struct BatchDecoder {
+    key: EmbeddedFormatName,
+    value: EmbeddedFormatName,
+    loaded: Option<LoadedSchemas>,
+}
+
+impl BatchDecoder {
+    /// A decoder for plain formats (binary, json, string), which need no schemas.
+    pub fn plain(key: EmbeddedFormatName, value: EmbeddedFormatName) -> Self {
+        Self { key, value, loaded: None }
+    }
+
+    /// Whether either side uses a schema format.
+    pub fn uses_schemas(&self) -> bool {
+        self.key.needs_registry() || self.value.needs_registry()
     }
 
     /// Why `record`'s key or value does not decode in its format, if it does not.
     pub fn undecodable(&self, record: &ConsumedRecord) -> Option<String> {
-        let key =
-            render(self.key, self.schemas.as_deref(), record.key.as_ref()).err().map(|why| format!("key is {why}"));
-        let value = || {
-            render(self.value, self.schemas.as_deref(), record.value.as_ref())
-                .err()
-                .map(|why| format!("value is {why}"))
-        };
+        let loaded = self.loaded.as_ref();
+        let key = render(self.key, loaded, record.key.as_ref()).err().map(|why| format!("key is {why}"));
+        let value = || render(self.value, loaded, record.value.as_ref()).err().map(|why| format!("value is {why}"));
         key.or_else(value)
     }
 }
@@ -115,13 +133,13 @@ impl Serialize for Rendered<'_> {
 
 fn render<'a>(
     format: EmbeddedFormatName,
-    schemas: Option<&SchemaRegistry>,
+    loaded: Option<&LoadedSchemas>,
     bytes: Option<&'a Bytes>,
 ) -> Result<Rendered<'a>, String> {
     let Some(bytes) = bytes else { return Ok(Rendered::Null) };
     if let Some(kind) = SchemaKind::of_format(format) {
-        let schemas = schemas.ok_or("not decodable: no schema registry is configured")?;
-        let (value, id) = schemas.decode_cached(kind, bytes)?;
+        let loaded = loaded.ok_or("not decodable: no schema registry is configured")?;
+        let (value, id) = decode_with(loaded, kind, bytes)?;
         return Ok(Rendered::Decoded(value, id));
     }
     match format {
@@ -181,10 +199,10 @@ pub struct RecordJson<'a> {
 
 impl<'a> RecordJson<'a> {
     /// Renders `record`'s key and value in their formats.
-    pub fn new(record: &'a ConsumedRecord, formats: &RecordFormats) -> Self {
+    pub fn new(record: &'a ConsumedRecord, formats: &BatchDecoder) -> Self {
         let mut errors = Vec::new();
-        let schemas = formats.schemas.as_deref();
-        let mut raw = |field: &str, format, bytes: Option<&'a Bytes>| match render(format, schemas, bytes) {
+        let loaded = formats.loaded.as_ref();
+        let mut raw = |field: &str, format, bytes: Option<&'a Bytes>| match render(format, loaded, bytes) {
             Ok(rendered) => (rendered, None),
             Err(why) => {
                 errors.push(format!("{field} is {why}"));
@@ -214,7 +232,7 @@ impl<'a> RecordJson<'a> {
 /// A JSON array of records, keys and values each in their format.
 pub fn records_json<'a>(
     records: impl ExactSizeIterator<Item = &'a ConsumedRecord>,
-    formats: &RecordFormats,
+    formats: &BatchDecoder,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let mut body = Vec::with_capacity(records.len() * 256 + 2);
     let mut serializer = serde_json::Serializer::new(&mut body);
@@ -244,7 +262,7 @@ mod tests {
     }
 
     fn rendered(record: &ConsumedRecord, format: EmbeddedFormatName) -> Value {
-        let body = records_json(std::iter::once(record), &RecordFormats::both(format, None)).expect("serialize");
+        let body = records_json(std::iter::once(record), &BatchDecoder::plain(format, format)).expect("serialize");
         serde_json::from_slice::<Value>(&body).expect("json")[0].clone()
     }
 

@@ -56,12 +56,14 @@ pub async fn push(context: PushContext, batch: Batch) -> PushResult {
     let all: Vec<&ConsumedRecord> =
         batch.lanes.iter().flat_map(|(_, pending)| pending.iter().map(|p| &p.record)).collect();
     let started = Instant::now();
-    if let Err(error) = context.formats.load_schemas(&all).await {
-        return hold_back(batch, error.retry_after, error.message);
-    }
-    // Records that do not decode go to the dead letter topic, not to the backend.
-    let undecodable: Vec<Option<String>> = if context.formats.schemas.is_some() {
-        all.iter().map(|record| context.formats.undecodable(record)).collect()
+    let decoder = match context.formats.load_schemas(&all).await {
+        Ok(decoder) => decoder,
+        Err(error) => return hold_back(batch, error.retry_after, error.message),
+    };
+    // Records whose schema-format key or value does not decode go to the dead letter topic, not
+    // to the backend. (Plain formats keep today's behaviour: pushed with an `error` field.)
+    let undecodable: Vec<Option<String>> = if decoder.uses_schemas() {
+        all.iter().map(|record| decoder.undecodable(record)).collect()
     } else {
         vec![None; all.len()]
     };
@@ -70,7 +72,7 @@ pub async fn push(context: PushContext, batch: Batch) -> PushResult {
     let outcome = if records.is_empty() {
         PushOutcome::Answered(Default::default())
     } else {
-        match crate::http::render::records_json(records.iter().copied(), &context.formats) {
+        match crate::http::render::records_json(records.iter().copied(), &decoder) {
             Ok(body) => context.backend.push(&records, body).await,
             Err(error) => PushOutcome::RetryAll { after: None, error: format!("cannot encode the batch: {error}") },
         }

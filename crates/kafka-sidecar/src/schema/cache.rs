@@ -52,16 +52,9 @@ impl<K: Eq + Hash + Clone, V: Clone> LoadOnceCache<K, V> {
         }
     }
 
-    /// Forgets `key`, so the next lookup loads it again.
-    pub fn remove(&self, key: &K) {
-        let mut entries = self.lock();
-        if entries.slots.remove(key).is_some() {
-            entries.order.retain(|queued| queued != key);
-        }
-    }
-
-    /// The value for `key`, loading it with `load` on a miss; `true` with a hit. A failed load
-    /// leaves the key missing, so a later lookup tries again.
+    /// The value for `key`, loading it with `load` on a miss, and whether this call asked the
+    /// registry (`false` for a hit and for a lookup that waited on someone else's load). A failed
+    /// load leaves the key missing, so a later lookup tries again.
     pub async fn get_or_load<E, F, Fut>(&self, key: K, load: F) -> (Result<Loaded<V>, E>, bool)
     where
         F: FnOnce() -> Fut,
@@ -74,18 +67,43 @@ impl<K: Eq + Hash + Clone, V: Clone> LoadOnceCache<K, V> {
                 None => {
                     let slot = Slot::default();
                     entries.slots.insert(key.clone(), slot.clone());
-                    entries.order.push_back(key);
+                    entries.order.push_back(key.clone());
                     self.evict(&mut entries);
                     slot
                 }
             }
         };
         if let Some(loaded) = slot.get() {
-            return (Ok(loaded.clone()), true);
+            return (Ok(loaded.clone()), false);
         }
-        let result =
-            slot.get_or_try_init(|| async { load().await.map(|value| Loaded { value, at: Instant::now() }) }).await;
-        (result.cloned(), false)
+        let mut loaded_here = false;
+        let result = slot
+            .get_or_try_init(|| {
+                loaded_here = true;
+                async { load().await.map(|value| Loaded { value, at: Instant::now() }) }
+            })
+            .await
+            .cloned();
+        if result.is_err() {
+            // An empty slot must not hold a place under the bound: drop it unless someone else's
+            // load has filled or replaced it since.
+            let mut entries = self.lock();
+            if entries.slots.get(&key).is_some_and(|current| Arc::ptr_eq(current, &slot) && current.get().is_none()) {
+                entries.slots.remove(&key);
+                entries.order.retain(|queued| queued != &key);
+            }
+        }
+        (result, loaded_here)
+    }
+
+    /// Forgets `key` if it still holds the value loaded at `at`: a caller that saw an expired
+    /// value must not throw away a newer load someone else started meanwhile.
+    pub fn remove_if_loaded_at(&self, key: &K, at: Instant) {
+        let mut entries = self.lock();
+        if entries.slots.get(key).and_then(|slot| slot.get()).is_some_and(|loaded| loaded.at == at) {
+            entries.slots.remove(key);
+            entries.order.retain(|queued| queued != key);
+        }
     }
 
     fn evict(&self, entries: &mut Entries<K, V>) {
@@ -127,8 +145,8 @@ mod tests {
             assert_eq!(lookup.expect("task"), Ok(49));
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
-        let (hit, was_hit) = cache.get_or_load(7, || async { Err::<u32, ()>(()) }).await;
-        assert!(was_hit);
+        let (hit, asked) = cache.get_or_load(7, || async { Err::<u32, ()>(()) }).await;
+        assert!(!asked, "a hit asks nobody");
         assert_eq!(hit.map(|loaded| loaded.value), Ok(49));
     }
 
@@ -137,13 +155,18 @@ mod tests {
         let cache = LoadOnceCache::<u32, u32>::new(2);
         let (failed, _) = cache.get_or_load(1, || async { Err::<u32, &str>("down") }).await;
         assert_eq!(failed.map(|loaded| loaded.value), Err("down"));
-        let (loaded, hit) = cache.get_or_load(1, || async { Ok::<_, &str>(10) }).await;
-        assert_eq!((loaded.map(|loaded| loaded.value), hit), (Ok(10), false));
+        assert!(cache.entries.lock().expect("lock").slots.is_empty(), "a failed load leaves no slot");
+        let (loaded, asked) = cache.get_or_load(1, || async { Ok::<_, &str>(10) }).await;
+        assert_eq!((loaded.map(|loaded| loaded.value), asked), (Ok(10), true));
+        let at = cache.peek(&1).expect("loaded").at;
+        cache.remove_if_loaded_at(&1, Instant::now());
+        assert!(cache.peek(&1).is_some(), "a newer load is kept");
+        cache.remove_if_loaded_at(&1, at);
+        assert!(cache.peek(&1).is_none());
+        cache.insert(1, 10);
         cache.insert(2, 20);
         cache.insert(3, 30);
         assert!(cache.peek(&1).is_none(), "the oldest entry is evicted past the bound");
         assert_eq!(cache.peek(&3).map(|loaded| loaded.value), Some(30));
-        cache.remove(&3);
-        assert!(cache.peek(&3).is_none());
     }
 }

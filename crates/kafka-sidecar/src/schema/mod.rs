@@ -3,8 +3,8 @@
 //! A produce request names its schema inline, by id, by subject and version, or not at all (the
 //! latest version of the topic's subject, by the TopicNameStrategy); [`SchemaRegistry`] turns that
 //! into a parsed [`Schema`] and each record's JSON into Confluent's wire format with it. Consumers
-//! go the other way: [`SchemaRegistry::load_ids`] makes sure the ids a batch of records uses are
-//! cached, then [`SchemaRegistry::decode_cached`] decodes each record without awaiting.
+//! go the other way: [`SchemaRegistry::load_ids`] loads the schemas a batch of records uses, then
+//! [`decode_with`] decodes each record without awaiting.
 //!
 //! The registry is touched once per schema, not per record: ids are immutable and cached until a
 //! size bound evicts them; inline schemas are cached by subject and text; subject versions by
@@ -21,6 +21,7 @@ mod registry;
 mod selection;
 pub mod wire;
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,25 @@ use self::registry::{RegistryClient, SchemaDto};
 use crate::config::{EmbeddedFormatName, SchemaRegistryConfig};
 use crate::error::{ErrorCode, SidecarError};
 use crate::metrics::Metrics;
+
+/// Registry loads one consumer batch may have in flight at once.
+const CONCURRENT_LOADS: usize = 8;
+
+/// The schemas a batch of consumed records is written with, loaded by [`SchemaRegistry::load_ids`].
+/// Decoding uses this map, not the cache, so an eviction in between cannot fail a record.
+#[derive(Default, Clone)]
+pub struct LoadedSchemas(std::collections::HashMap<u32, Arc<Schema>>);
+
+/// Decodes a consumed payload of `kind` with a schema from `loaded`: the JSON and the schema id.
+pub fn decode_with(loaded: &LoadedSchemas, kind: SchemaKind, bytes: &[u8]) -> Result<(Value, u32), String> {
+    let (id, body) = wire::split_header(bytes)?;
+    let schema = loaded.0.get(&id).ok_or_else(|| format!("schema {id} is not in the registry"))?;
+    if schema.kind != kind {
+        return Err(format!("schema {id} is {}, not {}", schema.kind.registry_name(), kind.registry_name()));
+    }
+    let value = schema.decode_body(body).map_err(|error| format!("not decodable with schema {id}: {error}"))?;
+    Ok((value, id))
+}
 
 /// The registry's schema types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,7 +155,8 @@ pub struct SchemaRegistry {
     by_id: LoadOnceCache<u32, Arc<Schema>>,
     by_version: LoadOnceCache<(String, i32), u32>,
     latest: LoadOnceCache<String, u32>,
-    registered: LoadOnceCache<(String, SchemaKind, String), u32>,
+    registered: LoadOnceCache<(String, SchemaKind, u64, usize), u32>,
+    text_digest: std::collections::hash_map::RandomState,
     latest_ttl: Duration,
     metrics: Arc<Metrics>,
 }
@@ -153,6 +174,7 @@ impl SchemaRegistry {
             by_version: LoadOnceCache::new(bound),
             latest: LoadOnceCache::new(bound),
             registered: LoadOnceCache::new(bound),
+            text_digest: std::collections::hash_map::RandomState::new(),
             latest_ttl: Duration::from_millis(config.latest_ttl_ms),
             metrics,
         })))
@@ -197,7 +219,7 @@ impl SchemaRegistry {
 
     /// The schema with registry id `id`.
     pub async fn by_id(&self, id: u32) -> Result<Arc<Schema>, SidecarError> {
-        let (result, hit) = self
+        let (result, asked) = self
             .by_id
             .get_or_load(id, || async move {
                 let dto =
@@ -205,13 +227,8 @@ impl SchemaRegistry {
                 self.parse_dto(id, dto).await
             })
             .await;
-        self.count("id", hit);
+        self.count("id", asked);
         result.map(|loaded| loaded.value)
-    }
-
-    /// The schema with `id` if it is cached: what consumers decode with after [`Self::load_ids`].
-    pub fn cached(&self, id: u32) -> Option<Arc<Schema>> {
-        self.by_id.peek(&id).map(|loaded| loaded.value)
     }
 
     /// The schema id of a wire-format payload, if it is one.
@@ -219,40 +236,41 @@ impl SchemaRegistry {
         wire::split_header(payload).ok().map(|(id, _)| id)
     }
 
-    /// Caches every schema in `ids`. Unknown or unparsable ids are left for
-    /// [`Self::decode_cached`] to report per record; only an unavailable registry is an error, so
-    /// the caller can hold records back instead of handing them out undecoded.
-    pub async fn load_ids(&self, mut ids: Vec<u32>) -> Result<(), SidecarError> {
+    /// The schemas in `ids`, loaded at most [`CONCURRENT_LOADS`] at a time. Ids the registry does
+    /// not know (or whose schema does not parse) are left out, for [`decode_with`] to report per
+    /// record. A registry that is unavailable or refuses the sidecar itself is an error for the
+    /// whole batch: the caller holds the records back instead of calling them undecodable.
+    pub async fn load_ids(&self, mut ids: Vec<u32>) -> Result<LoadedSchemas, SidecarError> {
+        use futures::StreamExt;
         ids.sort_unstable();
         ids.dedup();
-        let missing = ids.into_iter().filter(|id| self.by_id.peek(id).is_none());
-        let loads = futures::future::join_all(missing.map(|id| self.by_id(id))).await;
-        for result in loads {
-            if let Err(error) = result
-                && error.code == ErrorCode::SchemaRegistryUnavailable
-            {
-                return Err(error);
+        let mut loads = futures::stream::iter(ids).map(|id| self.by_id(id)).buffer_unordered(CONCURRENT_LOADS);
+        let mut loaded = LoadedSchemas::default();
+        while let Some(result) = loads.next().await {
+            match result {
+                Ok(schema) => {
+                    loaded.0.insert(schema.id, schema);
+                }
+                Err(error)
+                    if matches!(
+                        error.code,
+                        ErrorCode::SchemaRegistryUnavailable | ErrorCode::SchemaRegistryRefused
+                    ) =>
+                {
+                    return Err(error);
+                }
+                Err(_) => {}
             }
         }
-        Ok(())
-    }
-
-    /// Decodes a consumed payload of `kind` with its cached schema: the JSON and the schema id.
-    pub fn decode_cached(&self, kind: SchemaKind, bytes: &[u8]) -> Result<(Value, u32), String> {
-        let (id, body) = wire::split_header(bytes)?;
-        let schema = self.cached(id).ok_or_else(|| format!("schema {id} is not in the registry"))?;
-        if schema.kind != kind {
-            return Err(format!("schema {id} is {}, not {}", schema.kind.registry_name(), kind.registry_name()));
-        }
-        let value = schema.decode_body(body).map_err(|error| format!("not decodable with schema {id}: {error}"))?;
-        Ok((value, id))
+        Ok(loaded)
     }
 
     async fn version_id(&self, subject: String, version: i32) -> Result<u32, SidecarError> {
         let key = (subject, version);
         let version_text = version.to_string();
-        let (result, hit) = self.by_version.get_or_load(key.clone(), || self.load_version(&key.0, &version_text)).await;
-        self.count("version", hit);
+        let (result, asked) =
+            self.by_version.get_or_load(key.clone(), || self.load_version(&key.0, &version_text)).await;
+        self.count("version", asked);
         result.map(|loaded| loaded.value)
     }
 
@@ -260,23 +278,28 @@ impl SchemaRegistry {
         let stale = self.latest.peek(&subject);
         if let Some(loaded) = &stale {
             if loaded.at.elapsed() < self.latest_ttl {
-                self.count("latest", true);
+                self.count("latest", false);
                 return Ok(loaded.value);
             }
-            self.latest.remove(&subject);
+            self.latest.remove_if_loaded_at(&subject, loaded.at);
         }
-        let (result, hit) = self.latest.get_or_load(subject.clone(), || self.load_version(&subject, "latest")).await;
-        self.count("latest", hit);
-        match (result, stale) {
-            (Ok(loaded), _) => Ok(loaded.value),
-            // Better a schema a little old than no produce at all while the registry is down.
-            (Err(error), Some(stale)) if error.code == ErrorCode::SchemaRegistryUnavailable => {
-                tracing::warn!(%subject, id = stale.value, "schema registry unavailable; using the latest schema known");
-                self.latest.insert(subject, stale.value);
-                Ok(stale.value)
-            }
-            (Err(error), _) => Err(error),
-        }
+        let stale = stale.map(|loaded| loaded.value);
+        let (result, asked) = self
+            .latest
+            .get_or_load(subject.clone(), || async {
+                match self.load_version(&subject, "latest").await {
+                    // Better a schema a little old than no produce at all while the registry is
+                    // down. Decided inside the load, so everyone waiting on it gets the same answer.
+                    Err(error) if error.code == ErrorCode::SchemaRegistryUnavailable && stale.is_some() => {
+                        tracing::warn!(%subject, ?stale, "schema registry unavailable; using the latest schema known");
+                        stale.ok_or(error)
+                    }
+                    other => other,
+                }
+            })
+            .await;
+        self.count("latest", asked);
+        result.map(|loaded| loaded.value)
     }
 
     /// Loads a subject version, caches its parsed schema by id and returns the id.
@@ -300,8 +323,9 @@ impl SchemaRegistry {
         text: &str,
         role: SchemaRole,
     ) -> Result<Arc<Schema>, SidecarError> {
-        let key = (subject, kind, text.to_string());
-        let (result, hit) = self
+        // Keyed by a digest with a per-process random key, not the text: inline schemas can be large.
+        let key = (subject, kind, self.text_digest.hash_one(text), text.len());
+        let (result, asked) = self
             .registered
             .get_or_load(key.clone(), || async {
                 // Parse first: a schema that does not parse gets our message, not a round trip.
@@ -322,7 +346,7 @@ impl SchemaRegistry {
                 Ok::<_, SidecarError>(id)
             })
             .await;
-        self.count("register", hit);
+        self.count("register", asked);
         let id = result?.value;
         self.by_id(id).await
     }
@@ -389,7 +413,8 @@ impl SchemaRegistry {
         }
     }
 
-    fn count(&self, lookup: &'static str, hit: bool) {
-        if hit { self.metrics.schema.hit(lookup) } else { self.metrics.schema.miss(lookup) }
+    /// Counts a lookup: a miss when it asked the registry, else a hit.
+    fn count(&self, lookup: &'static str, asked: bool) {
+        if asked { self.metrics.schema.miss(lookup) } else { self.metrics.schema.hit(lookup) }
     }
 }

@@ -213,9 +213,9 @@ impl RegistryClient {
         if let Some((user, password)) = &self.basic_auth {
             request = request.basic_auth(user, Some(password));
         }
-        let response = request.send().await.map_err(|error| RegistryError::Unavailable(describe(&error)))?;
+        let response = request.send().await.map_err(|error| RegistryError::Unavailable(describe(error)))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|error| RegistryError::Unavailable(describe(&error)))?;
+        let bytes = response.bytes().await.map_err(|error| RegistryError::Unavailable(describe(error)))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|error| RegistryError::Unavailable(format!("unexpected answer: {error}")));
@@ -251,9 +251,11 @@ impl RegistryClient {
 }
 
 /// reqwest's error with its causes, which say whether it was a refusal, a timeout or TLS.
-fn describe(error: &reqwest::Error) -> String {
+fn describe(error: reqwest::Error) -> String {
+    // Without the URL: it may carry credentials, and the text reaches callers.
+    let error = error.without_url();
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

@@ -23,9 +23,12 @@ pub use bodies::{parse as parse_body, timestamp_ms};
 
 use super::AppState;
 use super::formats::EmbeddedFormat;
-use super::render::{RecordFormats, records_json, require_registry};
+use super::render::{BatchDecoder, RecordFormats, records_json, require_registry};
 use super::status::{ApiError, body_bytes};
 use crate::config::{EmbeddedFormatName, OffsetReset};
+use std::sync::Arc;
+
+use crate::consumer::ConsumedRecord;
 use crate::consumer::{
     CommittedOffset, ConsumerInstance, FetchLimits, InstanceSettings, SeekPosition, TopicPartition, lag,
 };
@@ -265,13 +268,8 @@ async fn records(
         FetchLimits { max_bytes, max_records: config.max_poll_records, timeout: Duration::from_millis(timeout_ms) };
     let fetched = instance.fetch(limits).await?;
     let formats = RecordFormats::both(format, state.schemas.clone());
-    if let Err(error) = formats.load_schemas(&fetched.iter().collect::<Vec<_>>()).await {
-        // The registry is down and these records need a schema it has not given yet: hand them
-        // out next time rather than undecoded now.
-        instance.restore(fetched).await?;
-        return Err(error.into());
-    }
-    let body = records_json(fetched.iter(), &formats).map_err(|error| internal(&error))?;
+    let (decoder, fetched) = load_schemas_or_restore(&instance, &formats, fetched).await?;
+    let body = records_json(fetched.iter(), &decoder).map_err(|error| internal(&error))?;
     let vendor_type = match format {
         EmbeddedFormatName::Json => "application/vnd.kafka.json.v2+json",
         EmbeddedFormatName::String => "application/vnd.kafka.string.v2+json",
@@ -281,6 +279,46 @@ async fn records(
         EmbeddedFormatName::Binary => "application/vnd.kafka.binary.v2+json",
     };
     Ok(with_content_type(StatusCode::OK, &headers, vendor_type, body))
+}
+
+/// Records a fetch took but has not handed to the app yet: put back into the instance if the
+/// handler is dropped first (the caller disconnected while schemas were loading).
+struct Unreturned {
+    instance: Arc<ConsumerInstance>,
+    records: Option<Vec<ConsumedRecord>>,
+}
+
+impl Drop for Unreturned {
+    fn drop(&mut self) {
+        if let Some(records) = self.records.take() {
+            let instance = Arc::clone(&self.instance);
+            tokio::spawn(async move {
+                if let Err(error) = instance.restore(records).await {
+                    tracing::warn!(error = %error, "cannot put undelivered records back");
+                }
+            });
+        }
+    }
+}
+
+/// Loads the schemas `fetched` needs. When the registry cannot give them (unavailable, or it
+/// refuses the sidecar), the records go back into the instance for the next fetch instead of out
+/// undecoded, and the caller gets the registry's error with its retry hint.
+async fn load_schemas_or_restore(
+    instance: &Arc<ConsumerInstance>,
+    formats: &RecordFormats,
+    fetched: Vec<ConsumedRecord>,
+) -> Result<(BatchDecoder, Vec<ConsumedRecord>), SidecarError> {
+    let mut pending = Unreturned { instance: Arc::clone(instance), records: Some(fetched) };
+    let loaded = formats.load_schemas(&pending.records.iter().flatten().collect::<Vec<_>>()).await;
+    let records = pending.records.take().unwrap_or_default();
+    match loaded {
+        Ok(decoder) => Ok((decoder, records)),
+        Err(error) => {
+            instance.restore(records).await?;
+            Err(error)
+        }
+    }
 }
 
 /// The format records are rendered in: the `format` query parameter (seed 002) or the instance's;
