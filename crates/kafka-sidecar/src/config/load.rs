@@ -106,8 +106,11 @@ fn read_file(path: &Path) -> Result<Value, ConfigError> {
 /// `KAFKA_SIDECAR_PRODUCER__LINGER_MS` -> `["producer", "linger_ms"]`; `None` for other variables.
 fn env_path(name: &str) -> Result<Option<Vec<String>>, ConfigError> {
     let Some(rest) = name.strip_prefix(ENV_PREFIX) else { return Ok(None) };
-    // Test harnesses own the `KAFKA_SIDECAR_TEST_` prefix (broker, schema registry, ...).
-    if ENV_NOT_CONFIG.contains(&rest) || rest.starts_with("TEST_") {
+    // Test harnesses own the `KAFKA_SIDECAR_TEST_` prefix (broker, schema registry, ...), and
+    // Kubernetes injects `KAFKA_SIDECAR_SERVICE_HOST`, `KAFKA_SIDECAR_PORT_9644_TCP`, ... for a
+    // Service named kafka-sidecar: none of them is configuration.
+    let service_link = rest.starts_with("SERVICE_") || rest == "PORT" || rest.starts_with("PORT_");
+    if ENV_NOT_CONFIG.contains(&rest) || rest.starts_with("TEST_") || service_link {
         return Ok(None);
     }
     if !rest.contains("__") {
@@ -235,6 +238,12 @@ mod tests {
         assert!(error.to_string().contains("KAFKA_SIDECAR_LINGER"), "{error}");
         let harness = [("KAFKA_SIDECAR_TEST_SCHEMA_REGISTRY", "http://127.0.0.1:8081")];
         assert!(load("", &harness, &[]).is_ok(), "test harness variables are not configuration");
+        let service_links = [
+            ("KAFKA_SIDECAR_SERVICE_HOST", "10.0.0.7"),
+            ("KAFKA_SIDECAR_PORT", "tcp://10.0.0.7:9644"),
+            ("KAFKA_SIDECAR_PORT_9644_TCP_ADDR", "10.0.0.7"),
+        ];
+        assert!(load("", &service_links, &[]).is_ok(), "Kubernetes service links are not configuration");
     }
 
     #[test]
