@@ -173,6 +173,44 @@ def overload_rows(results: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _ratio_with_pairs(ratio: float, api: dict[str, Any]) -> str:
+    """The ratio of the medians, with the range of the per-repetition ratios when repeated."""
+    pairs = api.get("repetition_ratios")
+    if not pairs or len(pairs["values"]) < 2:
+        return times(ratio)
+    return f"{times(ratio)} (per repetition {times(pairs['min'])}–{times(pairs['max'])})"
+
+
+def formats_rows(results: dict[str, Any]) -> list[list[str]]:
+    formats = results.get("formats")
+    if formats is None:
+        return []
+    if "error" in formats:
+        return [failed_row("Produce by value format, avro vs binary", formats["error"])]
+    apis = {"http": "HTTP `POST /producers/{topic}`", "grpc": "gRPC `EmitBatch` (avro values as JSON text)"}
+    rows = []
+    for api, label in apis.items():
+        binary, avro = formats[api]["binary"], formats[api]["avro"]
+        ratio = formats[api]["ratio"]
+        refused = binary["refused_records"] + avro["refused_records"]
+        retried = f"; {refused:,} records refused with QUEUE_FULL and resent" if refused else ""
+        rows.append([f"Produce by value format, {label}: binary (direct column) vs avro with the schema registered "
+                     f"beforehand and named by id, cached (sidecar column); {formats['value_bytes_mean']:.0f} B values "
+                     f"(a record of long, string, int, double, nullable string; binary values of the same bytes), "
+                     f"{formats['batch_records']}-record requests x{formats['concurrency']} in flight{retried} "
+                     "(records/s acked)", median_range(binary["records_per_s"], rate),
+                     median_range(avro["records_per_s"], rate), _ratio_with_pairs(ratio, formats[api]),
+                     "avro ≥ 0.7x binary",
+                     verdict(ratio >= 0.7)])
+        base = binary["sidecar_cpu_us_per_record"]["median"]
+        own = avro["sidecar_cpu_us_per_record"]["median"]
+        rows.append([f"Sidecar CPU-µs per record by value format, {label} (binary vs avro; the benchmark client's: "
+                     f"{binary['client_cpu_us_per_record']['median']:.2f} / "
+                     f"{avro['client_cpu_us_per_record']['median']:.2f})", f"{base:.2f}", f"{own:.2f}",
+                     over(own, base), "", ""])
+    return rows
+
+
 def _limits(settings: list[str]) -> str:
     """A sidecar variant's settings, short: ``request_max_bytes=4194304, ...`` or ``defaults``."""
     if not settings:
@@ -283,7 +321,7 @@ def table(results: dict[str, Any]) -> str:
     header = ["Scenario", "Direct", "Sidecar", "Sidecar vs direct", "Goal", "Goal met?"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     builders = (connection_rows, throughput_rows, latency_rows, python_latency_rows, footprint_rows, compare_rows,
-                overload_rows, consume_rows, idle_consumer_rows, reactive_rows)
+                overload_rows, formats_rows, consume_rows, idle_consumer_rows, reactive_rows)
     for builder in builders:
         for row in builder(results):
             lines.append("| " + " | ".join(row) + " |")
@@ -306,6 +344,17 @@ def setup(results: dict[str, Any]) -> str:
         f"* Sizes and repetitions: `{results['config']}`",
         "* Values shown as median (min–max) over the repetitions; latency is measured open-loop from "
         "each record's scheduled send time to its delivery report (HdrHistogram).",
+        *([] if not isinstance(results.get("formats"), dict) or "error" in results["formats"] else [
+            "* Value formats: one fresh sidecar with `schema_registry.url` set, pointed at crabka-schema-registry "
+            "(`scripts/schema-registry`, schemas kept on the same tansu); the Order schema is registered under "
+            f"`{results['formats']['subject']}` before timing and named by id (`valueSchemaId` / `SchemaSpec.id`), "
+            "so the sidecar fetches it once, in the warm-up. Same topic, keys (`order-<id>`, string format), batch "
+            "size and concurrency for both formats; binary values are random bytes as long as each record's avro "
+            f"encoding with its 5-byte header ({results['formats']['value_bytes_mean']:.0f} B on average; the avro "
+            f"JSON is {results['formats']['avro_json_bytes_mean']:.0f} B). Request bodies are built before timing. "
+            "Records/s from the first measured request to the last acknowledgement (HTTP answers wait for Kafka; "
+            "gRPC counts delivery reports) after a warm-up; CPU over the same window from `/proc/PID/stat`. "
+            "Repetitions alternate which format goes first."]),
         *([] if "consume" not in results else [
             "* Consume: one consumer reads every record of a 6-partition topic from the beginning (fresh group, "
             "partitions assigned by hand, no commits). Direct: an rdkafka `BaseConsumer` with librdkafka's default "

@@ -3,8 +3,10 @@
 Invoked by ``scripts/bench`` (which builds the binaries first). Scenarios, in order:
 connections (3-broker mock cluster), throughput and footprint (tansu), latency (tansu, Rust
 open-loop generator), in-process producer vs batched gRPC (tansu), overload (tansu, fresh
-sidecar), consume throughput and idle consumer memory (tansu, fresh sidecars; see consume.py),
-reactive push throughput and max_in_flight_batches (tansu, fresh sidecars; see reactive.py).
+sidecar), produce throughput by value format, avro vs binary (tansu, a schema registry, a fresh
+sidecar; see formats.py), consume throughput and idle consumer memory (tansu, fresh sidecars; see
+consume.py), reactive push throughput and max_in_flight_batches (tansu, fresh sidecars; see
+reactive.py).
 Results go to ``results.json``; ``report.py`` renders the Markdown table and charts.
 """
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import consume
+import formats
 import reactive
 import report
 import services
@@ -47,6 +50,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "reactive_records": 300_000, "reactive_value_size": 100, "reactive_max_seconds": 8,
         "reactive_repetitions": 2, "reactive_delay_ms": 5, "reactive_in_flight": [1, 4, 16],
         "reactive_delay_seconds": 3,
+        "formats_records": 200_000, "formats_warm_up": 20_000, "formats_repetitions": 3,
     },
     "full": {
         "connections_workers": [1, 4, 8, 16], "connections_records": 500,
@@ -61,6 +65,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "reactive_records": 1_000_000, "reactive_value_size": 100, "reactive_max_seconds": 20,
         "reactive_repetitions": 3, "reactive_delay_ms": 5, "reactive_in_flight": [1, 4, 16],
         "reactive_delay_seconds": 5,
+        "formats_records": 500_000, "formats_warm_up": 50_000, "formats_repetitions": 5,
     },
 }
 # A few seconds per scenario: only proves the machinery works (for developing the benchmark).
@@ -70,8 +75,10 @@ PROFILES["smoke"] = dict(PROFILES["quick"], connections_workers=[1, 2], throughp
                          compare_records=20_000, compare_warm_up=2000, compare_repetitions=1, overload_seconds=1,
                          consume_records=20_000, consume_max_seconds=3, consume_repetitions=1, idle_instances=10,
                          idle_settle_s=1, idle_seconds=1, reactive_records=20_000, reactive_max_seconds=3,
-                         reactive_repetitions=1, reactive_delay_seconds=1)
-TOPICS = {"throughput": 6, "latency": 3, "compare": 6, "overload": 6, "consume": 6, "idle": 6, "reactive": 6}
+                         reactive_repetitions=1, reactive_delay_seconds=1, formats_records=20_000,
+                         formats_warm_up=2000, formats_repetitions=1)
+TOPICS = {"throughput": 6, "latency": 3, "compare": 6, "overload": 6, "consume": 6, "idle": 6, "reactive": 6,
+          "formats": formats.PARTITIONS}
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -404,6 +411,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "error" not in results["compare"]:
             results["overload"] = bench.attempt(
                 "overload", lambda: bench.overload(tansu, results["compare"]["sidecar"]["median"]))
+        results["formats"] = bench.attempt("formats", lambda: formats.throughput(bench, tansu))
         results["consume"] = bench.attempt("consume", lambda: consume.throughput(bench, tansu))
         results["idle_consumers"] = bench.attempt("idle consumers", lambda: consume.idle(bench, tansu))
         results["reactive"] = bench.attempt("reactive", lambda: reactive.throughput(bench, tansu))

@@ -1,7 +1,7 @@
 """Processes the benchmark runs and what it reads from the kernel about them.
 
-Starts tansu, librdkafka's mock cluster (through ``kafka-sidecar-bench mock-cluster``) and
-sidecars on free loopback ports; reads RSS and CPU time from ``/proc/PID``; counts established
+Starts tansu, librdkafka's mock cluster (through ``kafka-sidecar-bench mock-cluster``), a schema
+registry (through ``scripts/schema-registry``) and sidecars on free loopback ports; reads RSS and CPU time from ``/proc/PID``; counts established
 TCP connections to given ports from ``/proc/net/tcp{,6}``; samples any of these in a thread.
 """
 
@@ -88,6 +88,27 @@ def start_tansu(binary: str, log_dir: Path) -> Service:
     wait_until(lambda: port_open(port) or process.poll() is not None, 30, "tansu")
     if process.poll() is not None:
         raise RuntimeError(f"tansu exited; see {log_dir / 'tansu.log'}")
+    return service
+
+
+def start_schema_registry(script: Path, bootstrap: str, log_dir: Path) -> Service:
+    """A Confluent-compatible schema registry keeping its schemas on ``bootstrap``, on a free port.
+
+    Ready to read when it returns; writes answer 503 for a few seconds more, until it has elected
+    itself primary (``kafka-sidecar-bench formats`` retries its registration until then).
+    """
+    port = free_port()
+    log = open(log_dir / "schema-registry.log", "w")
+    # The script execs the registry, so this process is the registry itself.
+    process = subprocess.Popen([str(script), "run", bootstrap, str(port)], stdout=log, stderr=subprocess.STDOUT)
+    service = Service("schema-registry", process, {"url": f"http://127.0.0.1:{port}", "ports": [port]})
+    try:
+        wait_until(lambda: port_open(port) or process.poll() is not None, 60, "the schema registry")
+    except RuntimeError:
+        service.stop()  # not listening within the limit: not left running behind the benchmark
+        raise
+    if process.poll() is not None:
+        raise RuntimeError(f"the schema registry exited; see {log_dir / 'schema-registry.log'}")
     return service
 
 

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use kafka_sidecar_proto::v1::producer_sidecar_client::ProducerSidecarClient;
-use kafka_sidecar_proto::v1::{DeliveryReport, DeliveryStreamRequest, ProduceBatch, ProduceRequest};
+use kafka_sidecar_proto::v1::{DeliveryReport, DeliveryStreamRequest, ProduceBatch, ProduceRequest, SchemaSpec};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -53,7 +53,17 @@ pub fn records(topic: &str, ids: std::ops::Range<u64>, values: &[Bytes]) -> Vec<
 
 /// Sends `records` with `EmitBatch`, resending the refused tail after the retry hint until
 /// everything is accepted. Returns how many records were refused along the way.
-pub async fn emit_all(client: &mut Client, session: &str, mut records: Vec<ProduceRequest>) -> Result<u64> {
+pub async fn emit_all(client: &mut Client, session: &str, records: Vec<ProduceRequest>) -> Result<u64> {
+    emit_all_as(client, session, records, None).await
+}
+
+/// [`emit_all`] with the batch's `value_schema` set: values are JSON text the sidecar encodes.
+pub async fn emit_all_as(
+    client: &mut Client,
+    session: &str,
+    mut records: Vec<ProduceRequest>,
+    value_schema: Option<SchemaSpec>,
+) -> Result<u64> {
     let mut refused = 0;
     while !records.is_empty() {
         let batch = ProduceBatch {
@@ -61,6 +71,7 @@ pub async fn emit_all(client: &mut Client, session: &str, mut records: Vec<Produ
             client_id: "bench".into(),
             session_id: session.into(),
             records: records.clone(),
+            value_schema: value_schema.clone(),
             ..ProduceBatch::default()
         };
         let ack = client.emit_batch(batch).await?.into_inner();

@@ -2,7 +2,7 @@
 //! scenarios that need a precise Rust load generator or client (in-process producer vs the
 //! sidecar's batched gRPC path, open-loop latency, overload, consume throughput and idle consumer
 //! memory, direct vs the active consumer API; an HTTP backend for the reactive consumer's push
-//! throughput). Each scenario prints one JSON object on stdout;
+//! throughput; produce throughput by value format, avro vs binary). Each scenario prints one JSON object on stdout;
 //! `bench/run.py` orchestrates them and writes the report.
 
 mod backend;
@@ -10,9 +10,11 @@ mod client;
 mod cluster;
 mod compare;
 mod consume;
+mod formats;
 mod generator;
 mod idle;
 mod latency;
+mod orders;
 mod overload;
 mod process;
 mod producer;
@@ -50,6 +52,8 @@ enum Command {
     Idle(idle::IdleArgs),
     /// An HTTP backend for the reactive consumer: answers pushes, measures records/s received.
     Backend(backend::BackendArgs),
+    /// Produce records/s by value format: avro with a cached schema vs binary of the same bytes.
+    Formats(formats::FormatsArgs),
 }
 
 fn main() -> Result<()> {
@@ -64,6 +68,7 @@ fn main() -> Result<()> {
         Command::Consume(args) => consume::run(&args)?,
         Command::Idle(args) => idle::run(&args)?,
         Command::Backend(args) => backend::run(&args)?,
+        Command::Formats(args) => formats::run(&args)?,
     };
     println!("{}", serde_json::to_string(&output)?);
     Ok(())
