@@ -33,6 +33,8 @@ use super::codec::{ConversionError, Reference};
 // Declared here rather than in `schema/mod.rs`: the conversion is this codec's private half.
 #[path = "avro_json.rs"]
 mod json;
+#[path = "avro_shape.rs"]
+mod shape;
 
 /// A parsed Avro schema that converts values between JSON and Avro binary.
 pub struct AvroCodec {
@@ -83,6 +85,8 @@ impl AvroCodec {
     /// Decodes Avro binary (the bytes after the Confluent header) to JSON in the same mapping.
     pub fn decode(&self, body: &[u8]) -> Result<Json, ConversionError> {
         let schema = &self.root;
+        // Bounded first: the crate's reader and our conversion recurse per level and trust lengths.
+        shape::check(schema, &self.names, body)?;
         let mut rest = body;
         let avro = GenericDatumReader::builder(schema)
             .build()
