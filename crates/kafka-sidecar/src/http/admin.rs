@@ -237,7 +237,7 @@ async fn set_logging(
 }
 
 /// Who asked: `X-Client-Id`, else the user agent.
-fn who(headers: &HeaderMap) -> &str {
+pub(super) fn who(headers: &HeaderMap) -> &str {
     ["x-client-id", "user-agent"]
         .iter()
         .find_map(|name| headers.get(*name).and_then(|value| value.to_str().ok()))

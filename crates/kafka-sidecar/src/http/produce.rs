@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::formats::{EmbeddedFormat, FieldEncoder};
-use super::status::{ApiError, body_bytes};
+use super::status::{ApiError, body_bytes, parse_json};
 use crate::error::{ErrorCode, SidecarError};
 use crate::metrics::RequestLabels;
 use crate::record::{DeliveryOutcome, Origin, OutgoingRecord};
@@ -98,13 +98,7 @@ pub async fn produce(
 ) -> Result<(StatusCode, Json<ProduceResponse>), ApiError> {
     let origin = origin(&state, "http_produce", &headers, peer);
     let body = body_bytes(body)?;
-    let request: ProduceRequest = serde_json::from_slice(&body).map_err(|error| {
-        let code = match error.classify() {
-            serde_json::error::Category::Data => ErrorCode::InvalidRequest,
-            _ => ErrorCode::InvalidJson,
-        };
-        SidecarError::new(code, format!("invalid ProduceRequest: {error}"))
-    })?;
+    let request: ProduceRequest = parse_json(&body, "ProduceRequest")?;
     let request = JsonProduce {
         key_format: request.key_format,
         value_format: request.value_format,

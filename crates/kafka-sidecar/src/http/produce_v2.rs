@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::AppState;
 use super::formats::EmbeddedFormat;
 use super::produce::{JsonProduce, JsonRecord, origin, produce_json};
-use super::status::{ApiError, body_bytes};
+use super::status::{ApiError, body_bytes, parse_json};
 use crate::config::EmbeddedFormatName;
 use crate::error::{ErrorCode, SidecarError};
 use crate::schema::{SchemaRole, SchemaSelection};
@@ -95,13 +95,7 @@ async fn produce_v2(
     let origin = origin(state, "http_produce_v2", headers, peer);
     let format = EmbeddedFormat(embedded_format(headers)?);
     let body = body_bytes(body)?;
-    let request: ProduceRequestV2 = serde_json::from_slice(&body).map_err(|error| {
-        let code = match error.classify() {
-            serde_json::error::Category::Data => ErrorCode::InvalidRequest,
-            _ => ErrorCode::InvalidJson,
-        };
-        SidecarError::new(code, format!("invalid produce request: {error}"))
-    })?;
+    let request: ProduceRequestV2 = parse_json(&body, "produce request")?;
     let request = JsonProduce {
         key_format: Some(format),
         value_format: Some(format),

@@ -44,14 +44,6 @@ fn partitions_json(partitions: Vec<TopicPartition>) -> Response {
     Json(json!({ "partitions": listed })).into_response()
 }
 
-fn who(headers: &HeaderMap) -> String {
-    ["x-client-id", "user-agent"]
-        .iter()
-        .find_map(|name| headers.get(*name).and_then(|value| value.to_str().ok()))
-        .unwrap_or("unknown")
-        .to_string()
-}
-
 async fn state(State(state): State<AdminState>) -> Result<Response, ApiError> {
     Ok(Json(reactive(&state)?.state().await?).into_response())
 }
@@ -60,7 +52,7 @@ async fn hold(state: &AdminState, headers: &HeaderMap, body: Bytes, pause: bool)
     let mut request: HoldRequest = parse_body(&body, "pause/resume request")?;
     request.hold = pause;
     let partitions = reactive(state)?.hold(request).await?;
-    tracing::info!(who = %who(headers), action = if pause { "pause" } else { "resume" },
+    tracing::info!(who = %super::admin::who(headers), action = if pause { "pause" } else { "resume" },
         partitions = partitions.len(), "admin: reactive consumer");
     Ok(partitions_json(partitions))
 }
@@ -89,7 +81,7 @@ async fn seek(
     let request: SeekRequest = parse_body(&body_bytes(body)?, "seek request")?;
     let topic = request.topic.clone();
     let partitions = reactive(&state)?.seek(request).await?;
-    tracing::info!(who = %who(&headers), action = "seek", topic = %topic, partitions = partitions.len(),
+    tracing::info!(who = %super::admin::who(&headers), action = "seek", topic = %topic, partitions = partitions.len(),
         "admin: reactive consumer");
     Ok(partitions_json(partitions))
 }
@@ -102,7 +94,7 @@ async fn redrive(
     let request: RedriveRequest = parse_body(&body_bytes(body)?, "redrive request")?;
     let topic = request.topic.clone();
     let report = reactive(&state)?.redrive(request).await?;
-    tracing::info!(who = %who(&headers), action = "redrive", topic = %topic, redriven = report.redriven,
+    tracing::info!(who = %super::admin::who(&headers), action = "redrive", topic = %topic, redriven = report.redriven,
         "admin: dead letters");
     Ok(Json(report).into_response())
 }

@@ -67,6 +67,18 @@ fn description(code: ErrorCode) -> &'static str {
     }
 }
 
+/// Parses a JSON body naming `what` in errors: `INVALID_JSON` when it is not JSON,
+/// `INVALID_REQUEST` when it is JSON of the wrong shape.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, SidecarError> {
+    serde_json::from_slice(body).map_err(|error| {
+        let code = match error.classify() {
+            serde_json::error::Category::Data => ErrorCode::InvalidRequest,
+            _ => ErrorCode::InvalidJson,
+        };
+        SidecarError::new(code, format!("invalid {what}: {error}"))
+    })
+}
+
 /// The request body, or the error its rejection means (`BODY_TOO_LARGE` past the cap).
 pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, SidecarError> {
     body.map_err(|rejection| {

@@ -13,13 +13,7 @@ pub fn parse<T: DeserializeOwned + Default>(body: &[u8], what: &str) -> Result<T
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|error| {
-        let code = match error.classify() {
-            serde_json::error::Category::Data => ErrorCode::InvalidRequest,
-            _ => ErrorCode::InvalidJson,
-        };
-        SidecarError::new(code, format!("invalid {what}: {error}"))
-    })
+    crate::http::status::parse_json(body, what)
 }
 
 fn invalid(message: impl Into<String>) -> SidecarError {
