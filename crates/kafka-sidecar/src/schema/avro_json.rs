@@ -1,19 +1,25 @@
-//! The schema-guided walks for [`super::AvroCodec`] (the mapping is described there): JSON in
-//! Avro's JSON encoding straight to Avro binary, and apache-avro's decoded values to that JSON.
+//! JSON in Avro's JSON encoding to Avro binary for [`super::AvroCodec`] (the mapping is described
+//! there), and the pieces of that mapping that decoding shares (branch names, bytes as code points).
 //!
 //! Encoding writes the bytes itself instead of building the crate's `Value` for its writer: that
 //! path cost about 3 µs for an eight-field record against a few hundred ns here, mostly the crate
 //! resolving names and building a field lookup for every record it writes.
+//!
+//! The walk recurses once per level of the JSON, which serde_json has already limited to 128, and
+//! through the schema defaults it writes for missing fields. A default can hold its own type
+//! without end (a union default is written as its first branch, but the crate accepts one that
+//! fits any branch), so nesting stops at [`super::MAX_DEPTH`] here as when decoding, which also
+//! keeps the sidecar from writing a record it would refuse to read.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
 use apache_avro::schema::{DecimalSchema, EnumSchema, InnerDecimalSchema, Name, RecordSchema, UnionSchema, UuidSchema};
-use apache_avro::types::Value as Avro;
 use apache_avro::{Schema, Uuid};
-use serde_json::{Map, Number, Value as Json};
+use serde_json::{Number, Value as Json};
 
+use super::{deeper, resolve};
 use crate::schema::codec::ConversionError;
 
 /// Converts values of one schema, looking up the named types its references point to.
@@ -22,19 +28,19 @@ pub(super) struct Converter<'a> {
 }
 
 impl Converter<'_> {
-    /// Follows a reference to the named type it names.
     fn resolve<'s>(&'s self, schema: &'s Schema) -> Result<&'s Schema, ConversionError> {
-        match schema {
-            Schema::Ref { name } => self
-                .names
-                .get(name)
-                .ok_or_else(|| ConversionError::new("", format!("the schema does not define {name}"))),
-            other => Ok(other),
-        }
+        resolve(self.names, schema)
     }
 
-    /// Appends the binary encoding of `json` as `schema` to `out`; on error `out` holds part of it.
-    pub(super) fn write(&self, schema: &Schema, json: &Json, out: &mut Vec<u8>) -> Result<(), ConversionError> {
+    /// Appends the binary encoding of `json` as `schema`, inside `depth` records, arrays and maps,
+    /// to `out`; on error `out` holds part of it.
+    pub(super) fn write(
+        &self,
+        schema: &Schema,
+        json: &Json,
+        depth: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ConversionError> {
         match self.resolve(schema)? {
             Schema::Null if json.is_null() => {}
             Schema::Null => return Err(mismatch("null", json)),
@@ -64,31 +70,33 @@ impl Converter<'_> {
             Schema::Enum(enumeration) => write_long(enum_index(json, enumeration)?, out),
             Schema::Array(array) => {
                 let Json::Array(items) = json else { return Err(mismatch("array", json)) };
+                let depth = deeper(depth)?;
                 // One block with its count, then the empty block that ends the array.
                 if !items.is_empty() {
                     write_long(items.len() as i64, out);
                 }
                 for (index, item) in items.iter().enumerate() {
-                    self.write(&array.items, item, out).map_err(|e| e.within(&format!("[{index}]")))?;
+                    self.write(&array.items, item, depth, out).map_err(|e| e.within(&format!("[{index}]")))?;
                 }
                 out.push(0);
             }
             Schema::Map(map) => {
                 let Json::Object(entries) = json else { return Err(mismatch("map (object)", json)) };
+                let depth = deeper(depth)?;
                 if !entries.is_empty() {
                     write_long(entries.len() as i64, out);
                 }
                 for (key, value) in entries {
                     write_bytes(key.as_bytes(), out);
-                    self.write(&map.types, value, out).map_err(|e| e.within(&key_step(key)))?;
+                    self.write(&map.types, value, depth, out).map_err(|e| e.within(&key_step(key)))?;
                 }
                 out.push(0);
             }
-            Schema::Record(record) => self.write_record(record, json, out)?,
+            Schema::Record(record) => self.write_record(record, json, deeper(depth)?, out)?,
             Schema::Union(union) => {
                 let (index, branch) = self.union_branch(union, json)?;
                 write_long(index as i64, out);
-                self.write(&union.variants()[index], branch, out)?;
+                self.write(&union.variants()[index], branch, depth, out)?;
             }
             Schema::Decimal(decimal) => write_decimal(json, decimal, out)?,
             Schema::Uuid(UuidSchema::String) => {
@@ -111,16 +119,22 @@ impl Converter<'_> {
         Ok(())
     }
 
-    fn write_record(&self, record: &RecordSchema, json: &Json, out: &mut Vec<u8>) -> Result<(), ConversionError> {
+    fn write_record(
+        &self,
+        record: &RecordSchema,
+        json: &Json,
+        depth: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ConversionError> {
         let Json::Object(object) = json else { return Err(mismatch(&format!("record {}", record.name), json)) };
         let mut present = 0;
         for field in &record.fields {
             let written = match (object.get(&field.name), &field.default) {
                 (Some(value), _) => {
                     present += 1;
-                    self.write(&field.schema, value, out)
+                    self.write(&field.schema, value, depth, out)
                 }
-                (None, Some(default)) => self.write_default(&field.schema, default, out),
+                (None, Some(default)) => self.write_default(&field.schema, default, depth, out),
                 (None, None) => Err(ConversionError::new("", "missing required field")),
             };
             written.map_err(|e| e.within(&format!(".{}", field.name)))?;
@@ -137,18 +151,31 @@ impl Converter<'_> {
     }
 
     /// A field's default is written in the schema as a bare value of a union's first branch.
-    fn write_default(&self, schema: &Schema, default: &Json, out: &mut Vec<u8>) -> Result<(), ConversionError> {
+    fn write_default(
+        &self,
+        schema: &Schema,
+        default: &Json,
+        depth: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ConversionError> {
         let written = match self.resolve(schema)? {
             Schema::Union(union) => match union.variants().first() {
                 Some(first) => {
                     write_long(0, out);
-                    self.write(first, default, out)
+                    self.write(first, default, depth, out)
                 }
                 None => Err(ConversionError::new("", "empty union")),
             },
-            other => self.write(other, default, out),
+            other => self.write(other, default, depth, out),
         };
-        written.map_err(|e| ConversionError::new(e.path, format!("the schema's default does not fit: {}", e.message)))
+        // Said once, though a default may hold a field that takes its own default.
+        const PREFIX: &str = "the schema's default does not fit: ";
+        written.map_err(|mut e| {
+            if !e.message.starts_with(PREFIX) {
+                e.message.insert_str(0, PREFIX);
+            }
+            e
+        })
     }
 
     /// The branch a union value takes and the value inside any `{"<branch>": value}` wrapper.
@@ -203,74 +230,6 @@ impl Converter<'_> {
         let expected = format!("null or {{\"<branch>\": value}} with a branch of {branches:?}");
         mismatch(&expected, json)
     }
-
-    /// Turns a value the crate read with `schema` into JSON; the schema names union branches.
-    pub(super) fn to_json(&self, schema: &Schema, avro: Avro) -> Result<Json, ConversionError> {
-        let schema = self.resolve(schema)?;
-        Ok(match (schema, avro) {
-            (Schema::Null, Avro::Null) => Json::Null,
-            (Schema::Boolean, Avro::Boolean(value)) => Json::Bool(value),
-            (_, Avro::Int(value) | Avro::Date(value) | Avro::TimeMillis(value)) => value.into(),
-            (
-                _,
-                Avro::Long(value)
-                | Avro::TimeMicros(value)
-                | Avro::TimestampMillis(value)
-                | Avro::TimestampMicros(value)
-                | Avro::TimestampNanos(value)
-                | Avro::LocalTimestampMillis(value)
-                | Avro::LocalTimestampMicros(value)
-                | Avro::LocalTimestampNanos(value),
-            ) => value.into(),
-            // Through text, so 0.1f32 comes out as 0.1 rather than 0.10000000149011612.
-            (_, Avro::Float(value)) => float_json(value.to_string().parse().unwrap_or(f64::from(value))),
-            (_, Avro::Double(value)) => float_json(value),
-            (_, Avro::String(value)) => Json::String(value),
-            (_, Avro::Bytes(bytes) | Avro::Fixed(_, bytes)) => code_point_string(&bytes),
-            (_, Avro::Enum(_, symbol)) => Json::String(symbol),
-            (_, Avro::Decimal(decimal)) => code_point_string(
-                &Vec::<u8>::try_from(&decimal).map_err(|e| ConversionError::new("", format!("bad decimal: {e}")))?,
-            ),
-            (Schema::Uuid(UuidSchema::String), Avro::Uuid(uuid)) => Json::String(uuid.to_string()),
-            (_, Avro::Uuid(uuid)) => code_point_string(uuid.as_bytes()),
-            (_, Avro::Duration(duration)) => code_point_string(&<[u8; 12]>::from(duration)),
-            (Schema::Union(union), Avro::Union(index, value)) => {
-                let variant = union.variants().get(index as usize).map(|variant| self.resolve(variant));
-                let variant = variant.ok_or_else(|| ConversionError::new("", "union branch out of range"))??;
-                match variant {
-                    Schema::Null => Json::Null,
-                    _ => Json::Object(Map::from_iter([(branch_name(variant), self.to_json(variant, *value)?)])),
-                }
-            }
-            (Schema::Array(array), Avro::Array(items)) => Json::Array(
-                items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, item)| self.to_json(&array.items, item).map_err(|e| e.within(&format!("[{index}]"))))
-                    .collect::<Result<_, _>>()?,
-            ),
-            (Schema::Map(map), Avro::Map(entries)) => {
-                let mut object = Map::with_capacity(entries.len());
-                for (key, value) in entries {
-                    let value = self.to_json(&map.types, value).map_err(|e| e.within(&key_step(&key)))?;
-                    object.insert(key, value);
-                }
-                Json::Object(object)
-            }
-            (Schema::Record(record), Avro::Record(fields)) => {
-                let mut object = Map::with_capacity(fields.len());
-                for (field, (name, value)) in record.fields.iter().zip(fields) {
-                    let value = self.to_json(&field.schema, value).map_err(|e| e.within(&format!(".{name}")))?;
-                    object.insert(name, value);
-                }
-                Json::Object(object)
-            }
-            (schema, _) => {
-                let message = format!("the data is cut short or is not a {}", branch_name(schema));
-                return Err(ConversionError::new("", message));
-            }
-        })
-    }
 }
 
 fn mismatch(expected: &str, found: &Json) -> ConversionError {
@@ -289,7 +248,7 @@ fn mismatch(expected: &str, found: &Json) -> ConversionError {
 }
 
 /// A map key as a path step: `["k"]`, quoted so that any key reads unambiguously.
-fn key_step(key: &str) -> String {
+pub(super) fn key_step(key: &str) -> String {
     format!("[{}]", Json::from(key))
 }
 
@@ -327,7 +286,7 @@ fn float(json: &Json) -> Result<f32, ConversionError> {
     Ok(narrow)
 }
 
-fn float_json(value: f64) -> Json {
+pub(super) fn float_json(value: f64) -> Json {
     match Number::from_f64(value) {
         Some(number) => Json::Number(number),
         None if value.is_nan() => Json::from("NaN"),
@@ -353,7 +312,7 @@ fn code_points<'j>(json: &'j Json, expected: &str) -> Result<Cow<'j, [u8]>, Conv
 }
 
 /// Avro's variable-length zig-zag encoding of `int` and `long`.
-fn write_long(value: i64, out: &mut Vec<u8>) {
+pub(super) fn write_long(value: i64, out: &mut Vec<u8>) {
     let mut rest = ((value << 1) ^ (value >> 63)) as u64;
     while rest >= 0x80 {
         out.push((rest as u8) | 0x80);
@@ -367,11 +326,15 @@ fn write_bytes(bytes: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(bytes);
 }
 
-fn code_point_string(bytes: &[u8]) -> Json {
+pub(super) fn code_point_string(bytes: &[u8]) -> Json {
     Json::String(bytes.iter().map(|&byte| char::from(byte)).collect())
 }
 
-fn sized<'b>(bytes: Cow<'b, [u8]>, size: usize, what: impl fmt::Display) -> Result<Cow<'b, [u8]>, ConversionError> {
+pub(super) fn sized<'b>(
+    bytes: Cow<'b, [u8]>,
+    size: usize,
+    what: impl fmt::Display,
+) -> Result<Cow<'b, [u8]>, ConversionError> {
     if bytes.len() == size {
         Ok(bytes)
     } else {
@@ -487,7 +450,7 @@ fn primitive_name(schema: &Schema) -> &'static str {
     }
 }
 
-fn branch_name(schema: &Schema) -> String {
+pub(super) fn branch_name(schema: &Schema) -> String {
     schema.name().map_or_else(|| primitive_name(schema).to_owned(), |name| name.fullname(None))
 }
 
