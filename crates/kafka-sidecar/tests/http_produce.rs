@@ -130,6 +130,16 @@ async fn admin_port_serves_health_and_metrics_for_what_was_produced() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
+    // A request refused whole counts each of its records, as gRPC's refusals do.
+    let missing = unique("http-missing");
+    let refused = client
+        .post(sidecar.http_url(&format!("/producers/{missing}")))
+        .header("x-client-id", "billing")
+        .body(r#"{"records":[{"value":"YWJj"},{"value":"YWJj"},{"value":"YWJj"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 404);
     assert_eq!(reqwest::get(sidecar.admin_url("/healthz")).await.unwrap().status().as_u16(), 200);
     assert_eq!(reqwest::get(sidecar.admin_url("/readyz")).await.unwrap().status().as_u16(), 200);
     let metrics_url = sidecar.admin_url("/metrics");
@@ -141,8 +151,12 @@ async fn admin_port_serves_health_and_metrics_for_what_was_produced() {
     let text = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
     assert!(text.contains(&delivered), "{text}");
     assert!(text.contains(&format!("kafka_sidecar_records_accepted_total{{topic=\"{topic}\",client=\"billing\"}} 2")));
-    assert!(text.contains("kafka_sidecar_requests_total{api=\"http_produce\",client=\"billing\"} 1"));
+    assert!(text.contains("kafka_sidecar_requests_total{api=\"http_produce\",client=\"billing\"} 2"), "both requests");
     assert!(text.contains("kafka_sidecar_queue_records 0"));
+    let rejected = format!(
+        "kafka_sidecar_records_rejected_total{{topic=\"{missing}\",client=\"billing\",code=\"UNKNOWN_TOPIC\"}} 3"
+    );
+    assert!(text.contains(&rejected), "{rejected} missing from {text}");
     assert!(text.contains("kafka_sidecar_delivery_latency_seconds_count 2"));
     sidecar.stop().await;
 }

@@ -86,7 +86,9 @@ impl SharedProducer {
         metrics: Arc<Metrics>,
     ) -> Result<Self, KafkaError> {
         let shutting_down = Arc::new(AtomicBool::new(false));
-        let context = SidecarContext::new(Arc::clone(&metrics), Arc::clone(&shutting_down));
+        let oauth = super::oauth::OAuthTokenSource::from_config(&config.kafka.security)
+            .map_err(|error| KafkaError::ClientCreation(error.to_string()))?;
+        let context = SidecarContext::new(Arc::clone(&metrics), Arc::clone(&shutting_down)).with_oauth(oauth);
         let producer: ThreadedProducer<SidecarContext> =
             producer_config(config, bootstrap_servers).create_with_context(context)?;
         let producer = Arc::new(producer);
@@ -117,6 +119,11 @@ impl SharedProducer {
             accepting: AtomicBool::new(true),
             shutting_down,
         })
+    }
+
+    /// Authentication and TLS failures reported by librdkafka, for readiness (`kafka.security`).
+    pub fn broker_status(&self) -> &Arc<super::BrokerStatus> {
+        self.producer.context().broker_status()
     }
 
     /// Enqueues records whose reports go to `origin`'s session ring (or only to metrics without a
@@ -168,16 +175,19 @@ impl SharedProducer {
         records: Vec<OutgoingRecord>,
     ) -> Result<Vec<DeliveryOutcome>, SidecarError> {
         let mut call_counters = CallCounters::new(&self.metrics, &origin.client_id);
-        for check in self.check(&records).await {
-            check?;
+        if let Some(error) = self.check(&records).await.into_iter().find_map(Result::err) {
+            return Err(self.refuse_whole(&mut call_counters, &records, error));
         }
         let accepted_at = Instant::now();
         let sender = self.sender(origin, accepted_at);
         let total: u64 = records.iter().map(admitted_bytes).sum();
-        let mut permit = self
-            .budget
-            .try_acquire(total, records.len() as u64, &sender)
-            .map_err(|refusal| self.backpressure(refusal, &call_counters.client))?;
+        let mut permit = match self.budget.try_acquire(total, records.len() as u64, &sender) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                let error = self.backpressure(refusal, &call_counters.client);
+                return Err(self.refuse_whole(&mut call_counters, &records, error));
+            }
+        };
         let mut waiters = Vec::with_capacity(records.len());
         for record in records {
             let counters = call_counters.for_topic(&record.topic);
@@ -203,6 +213,20 @@ impl SharedProducer {
             });
         }
         Ok(outcomes)
+    }
+
+    /// Counts every record of a request refused whole under `error`'s code (the backpressure alert
+    /// watches this counter, HTTP-only apps included) and returns the error.
+    fn refuse_whole(
+        &self,
+        call_counters: &mut CallCounters<'_>,
+        records: &[OutgoingRecord],
+        error: SidecarError,
+    ) -> SidecarError {
+        for record in records {
+            self.metrics.record_rejected(&call_counters.for_topic(&record.topic), error.code.as_str());
+        }
+        error
     }
 
     /// The QUEUE_FULL error for a session (or all sessions together) whose delivery reports are
