@@ -9,6 +9,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// Every push outcome (`reactive::push`), exported at 0 from the start.
+const PUSH_OUTCOMES: [&str; 5] = ["answered", "retry", "rejected", "down", "held_back"];
+/// Every way a record finishes (`reactive::push`'s dispositions), exported at 0 from the start so
+/// that `increase()` over the first dead letter sees it: a series born at 1 shows no increase.
+const RECORD_OUTCOMES: [&str; 3] = ["processed", "skipped", "dead_lettered"];
+
 /// An outcome label (a fixed set of words).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -48,6 +54,12 @@ impl Default for ReactiveMetrics {
 
 impl ReactiveMetrics {
     pub(super) fn register(&self, registry: &mut Registry) {
+        for outcome in PUSH_OUTCOMES {
+            self.pushes(outcome);
+        }
+        for outcome in RECORD_OUTCOMES {
+            self.records(outcome);
+        }
         let r = registry;
         r.register("reactive_pushes", "Batches pushed to the backend, by outcome", self.push_outcomes.clone());
         r.register("reactive_records", "Records finished, by outcome", self.record_outcomes.clone());
@@ -66,5 +78,22 @@ impl ReactiveMetrics {
     /// The record counter for `outcome`.
     pub fn records(&self, outcome: &'static str) -> Counter {
         self.record_outcomes.get_or_create(&OutcomeLabels { outcome }).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+
+    #[test]
+    fn every_outcome_is_exported_before_it_happens() {
+        let (metrics, mut registry) = (ReactiveMetrics::default(), Registry::default());
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encodes");
+        assert!(text.contains("reactive_records_total{outcome=\"dead_lettered\"} 0"), "{text}");
+        assert!(text.contains("reactive_pushes_total{outcome=\"down\"} 0"), "{text}");
     }
 }
