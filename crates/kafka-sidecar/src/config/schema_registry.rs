@@ -28,6 +28,10 @@ pub struct SchemaRegistryConfig {
     pub latest_ttl_ms: u64,
     /// After the registry failed to answer, requests that need it fail fast for this long.
     pub unavailable_backoff_ms: u64,
+    /// How long an id the registry does not know (or whose schema does not parse) is answered
+    /// from memory: a topic full of records with made-up ids then costs one registry request per
+    /// id per period instead of one per fetch. 0 asks every time.
+    pub unknown_id_ttl_ms: u64,
 }
 
 impl Default for SchemaRegistryConfig {
@@ -41,6 +45,7 @@ impl Default for SchemaRegistryConfig {
             cache_max_schemas: 1_000,
             latest_ttl_ms: 30_000,
             unavailable_backoff_ms: 1_000,
+            unknown_id_ttl_ms: 2_000,
         }
     }
 }

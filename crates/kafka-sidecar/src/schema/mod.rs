@@ -153,6 +153,9 @@ impl Schema {
 pub struct SchemaRegistry {
     client: RegistryClient,
     by_id: LoadOnceCache<u32, Arc<Schema>>,
+    /// Ids the registry answered 404 for, or whose schema does not parse, with that answer.
+    unknown_ids: LoadOnceCache<u32, SidecarError>,
+    unknown_id_ttl: Duration,
     by_version: LoadOnceCache<(String, i32), u32>,
     latest: LoadOnceCache<String, u32>,
     registered: LoadOnceCache<(String, SchemaKind, u64, usize), u32>,
@@ -171,6 +174,8 @@ impl SchemaRegistry {
         Ok(Some(Arc::new(Self {
             client: RegistryClient::new(config, metrics.clone())?,
             by_id: LoadOnceCache::new(bound),
+            unknown_ids: LoadOnceCache::new(bound),
+            unknown_id_ttl: Duration::from_millis(config.unknown_id_ttl_ms),
             by_version: LoadOnceCache::new(bound),
             latest: LoadOnceCache::new(bound),
             registered: LoadOnceCache::new(bound),
@@ -219,6 +224,13 @@ impl SchemaRegistry {
 
     /// The schema with registry id `id`.
     pub async fn by_id(&self, id: u32) -> Result<Arc<Schema>, SidecarError> {
+        if let Some(unknown) = self.unknown_ids.peek(&id) {
+            if unknown.at.elapsed() < self.unknown_id_ttl {
+                self.count("id", false);
+                return Err(unknown.value);
+            }
+            self.unknown_ids.remove_if_loaded_at(&id, unknown.at);
+        }
         let (result, asked) = self
             .by_id
             .get_or_load(id, || async move {
@@ -228,7 +240,16 @@ impl SchemaRegistry {
             })
             .await;
         self.count("id", asked);
-        result.map(|loaded| loaded.value)
+        match result {
+            Ok(loaded) => Ok(loaded.value),
+            Err(error) => {
+                let definite = matches!(error.code, ErrorCode::SchemaNotFound | ErrorCode::SchemaInvalid);
+                if asked && definite && !self.unknown_id_ttl.is_zero() {
+                    self.unknown_ids.insert(id, error.clone());
+                }
+                Err(error)
+            }
+        }
     }
 
     /// The schema id of a wire-format payload, if it is one.
