@@ -5,9 +5,10 @@
 #   docker build -t kafka-sidecar:dev --build-arg GIT_COMMIT="$(git rev-parse HEAD)" .
 #
 # Two stages: a Rust builder, then a distroless runtime that holds nothing but the binary, glibc
-# and libgcc (what `ldd kafka-sidecar` lists: libgcc_s, libm, libc). librdkafka, zlib and zstd are
-# compiled into the binary by rdkafka-sys; the build has no TLS/SASL features, so no libssl or
-# libsasl2 is needed at run time (distroless/cc also ships libssl3, should that change).
+# and libgcc (what `ldd kafka-sidecar` lists: libgcc_s, libm, libc). librdkafka, zlib, zstd and
+# OpenSSL (rdkafka's ssl-vendored: TLS, SASL SCRAM and OAUTHBEARER to Kafka) are compiled into the
+# binary, so no libssl or libsasl2 is needed at run time. With kafka.security.tls.ca_file unset,
+# librdkafka probes the usual CA bundle paths (distroless/cc ships /etc/ssl/certs).
 #
 # The builder and runtime images must share a Debian release (the binary links the builder's
 # glibc): bookworm with distroless/cc-debian12, or trixie with distroless/cc-debian13.
@@ -20,7 +21,8 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 # The full (non-slim) image brings what rdkafka-sys needs to build librdkafka: bash, make, gcc
-# and g++. protoc is not needed (the proto crate compiles with protox).
+# and g++, and what openssl-src needs to build OpenSSL: perl and make. protoc is not needed (the
+# proto crate compiles with protox).
 WORKDIR /src
 # Only what the workspace build reads. rust-toolchain.toml stays out: the image's toolchain is
 # the pinned one, and the file would make rustup fetch clippy and rustfmt, which a build never uses.

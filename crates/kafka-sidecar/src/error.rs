@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 /// Stable machine-readable error codes. The string form is part of the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// The sidecar's byte budget is full; retry after the hint.
     QueueFull,
@@ -68,6 +69,10 @@ pub enum ErrorCode {
     SchemaInvalid,
     /// A key or value does not fit its schema; the message names the field.
     RecordInvalid,
+    /// Confluent v2 produce with a schema format: records have keys, the request no key schema.
+    KeySchemaMissing,
+    /// Confluent v2 produce with a schema format: records have values, the request no value schema.
+    ValueSchemaMissing,
     /// The schema registry did not answer; cached schemas keep working.
     SchemaRegistryUnavailable,
     /// The schema registry refused the sidecar itself (e.g. its credentials).
@@ -113,6 +118,8 @@ impl ErrorCode {
             Self::SchemaIncompatible => "SCHEMA_INCOMPATIBLE",
             Self::SchemaInvalid => "SCHEMA_INVALID",
             Self::RecordInvalid => "RECORD_INVALID",
+            Self::KeySchemaMissing => "KEY_SCHEMA_MISSING",
+            Self::ValueSchemaMissing => "VALUE_SCHEMA_MISSING",
             Self::SchemaRegistryUnavailable => "SCHEMA_REGISTRY_UNAVAILABLE",
             Self::SchemaRegistryRefused => "SCHEMA_REGISTRY_REFUSED",
             Self::Unauthenticated => "UNAUTHENTICATED",
@@ -127,7 +134,7 @@ impl ErrorCode {
             Self::QueueFull | Self::TooManyConsumers => 429,
             Self::UnknownTopic | Self::NotFound | Self::ConsumerNotFound | Self::SchemaNotFound => 404,
             Self::UnknownSession | Self::ConsumerExists | Self::ConsumerState | Self::SchemaIncompatible => 409,
-            Self::SchemaInvalid | Self::RecordInvalid => 422,
+            Self::SchemaInvalid | Self::RecordInvalid | Self::KeySchemaMissing | Self::ValueSchemaMissing => 422,
             Self::Unauthenticated => 401,
             Self::Forbidden => 403,
             Self::SchemaRegistryRefused => 502,
@@ -162,6 +169,8 @@ impl ErrorCode {
             Self::KafkaError => 50002,
             Self::KafkaUnavailable => 50003,
             Self::SchemaNotFound => 40403,
+            Self::KeySchemaMissing => 42201,
+            Self::ValueSchemaMissing => 42202,
             Self::RecordInvalid => 42203,
             Self::SchemaInvalid => 42205,
             other => u32::from(other.http_status()),
@@ -176,7 +185,9 @@ impl ErrorCode {
             Self::UnknownTopic | Self::NotFound | Self::ConsumerNotFound | Self::SchemaNotFound => Code::NotFound,
             Self::ConsumerExists => Code::AlreadyExists,
             Self::SchemaIncompatible => Code::FailedPrecondition,
-            Self::SchemaInvalid | Self::RecordInvalid => Code::InvalidArgument,
+            Self::SchemaInvalid | Self::RecordInvalid | Self::KeySchemaMissing | Self::ValueSchemaMissing => {
+                Code::InvalidArgument
+            }
             Self::SchemaRegistryRefused => Code::Internal,
             Self::Unauthenticated => Code::Unauthenticated,
             Self::Forbidden => Code::PermissionDenied,

@@ -4,6 +4,7 @@
 //! shutdown future, and returns when the sidecar has drained. `main` only parses flags and binds.
 //! See `ARCHITECTURE.md` for the produce path end to end.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod consumer;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod kafka;
+pub mod listener_tls;
 pub mod metrics;
 pub mod reactive;
 pub mod record;
@@ -19,6 +21,7 @@ pub mod schema;
 mod server;
 mod sync;
 pub mod telemetry;
+pub mod trace;
 
 pub use config::Config;
 pub use server::{BoundAddresses, Listeners, RunReport, run};

@@ -89,9 +89,21 @@ async fn main() -> ExitCode {
             }
         };
     }
+    // Span export (trace.otlp) rides on the logging subscriber; it is built first so a bad
+    // exporter set-up stops the start with a message.
+    let export = match telemetry::SpanExport::start(&config.trace.otlp) {
+        Ok(export) => export,
+        Err(error) => {
+            eprintln!("kafka-sidecar: {error}");
+            return ExitCode::from(2);
+        }
+    };
     // The filter's control is process-global; the admin port picks it up (`/admin/logging`).
-    telemetry::init(&config.log);
-    match serve(config, cli.listen_info).await {
+    telemetry::init_with_export(&config.log, export);
+    let outcome = serve(config, cli.listen_info).await;
+    // The last spans (shutdown included) go out before exit; the SDK's flush blocks.
+    let _ = tokio::task::spawn_blocking(telemetry::shutdown_export).await;
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("kafka-sidecar failed: {error:#}");

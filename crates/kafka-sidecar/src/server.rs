@@ -19,14 +19,17 @@ use serde::Serialize;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
+use crate::audit::AuditLog;
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, ListenerTlsConfig};
 use crate::consumer::{ConsumerManager, lag};
 use crate::delivery::DeliveryHub;
 use crate::grpc::{self, ProducerService};
 use crate::http::{self, admin};
 use crate::kafka::{DevBroker, SharedProducer};
+use crate::listener_tls::{self, Protocols, TlsListener};
 use crate::metrics::Metrics;
 use crate::reactive::ReactiveConsumer;
 use crate::schema::SchemaRegistry;
@@ -53,15 +56,19 @@ pub struct Listeners {
 }
 
 /// The addresses actually bound.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BoundAddresses {
     /// gRPC over TCP.
+    #[schema(value_type = String)]
     pub grpc: SocketAddr,
     /// The HTTP API.
+    #[schema(value_type = String)]
     pub http: SocketAddr,
     /// Metrics and health.
+    #[schema(value_type = String)]
     pub admin: SocketAddr,
     /// gRPC over a Unix socket.
+    #[schema(value_type = Option<String>)]
     pub grpc_unix: Option<PathBuf>,
 }
 
@@ -110,6 +117,10 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunReport> {
+    // Certificates first: a bad one stops the start before anything connects to Kafka.
+    let grpc_tls = listener_acceptor(config.grpc.tls.as_ref(), Protocols::Grpc, "grpc.tls")?;
+    let http_tls = listener_acceptor(config.http.tls.as_ref(), Protocols::Http, "http.tls")?;
+    let admin_tls = listener_acceptor(config.admin.tls.as_ref(), Protocols::Http, "admin.tls")?;
     let dev_broker = if config.kafka.uses_dev_broker() {
         let broker = DevBroker::start(config.kafka.dev_broker_count).context("cannot start the embedded dev broker")?;
         tracing::warn!(
@@ -140,17 +151,23 @@ pub async fn run(
 
     let schemas = SchemaRegistry::from_config(&config.schema_registry, Arc::clone(&metrics))?;
     let authenticator = Authenticator::start(&config.auth).await.context("auth: cannot load the verification keys")?;
+    let audit = AuditLog::start(&config, &bootstrap, Arc::clone(&producer), Arc::clone(&metrics));
     let service = ProducerService::new(
         Arc::clone(&producer),
         Arc::clone(&hub),
         schemas.clone(),
         authenticator.clone(),
         Arc::clone(&metrics),
-    );
+    )
+    .with_trace(Arc::new(config.trace.clone()))
+    .with_audit(audit.clone());
     let grpc_serving = grpc::serve(
         service,
         health_service,
-        listeners.grpc,
+        match grpc_tls {
+            Some(acceptor) => grpc::GrpcListener::Tls(TlsListener::new(listeners.grpc, acceptor)?),
+            None => grpc::GrpcListener::Plain(listeners.grpc),
+        },
         listeners.grpc_unix.map(|(listener, _)| listener),
         signal(api_stopped.clone()),
     );
@@ -164,9 +181,11 @@ pub async fn run(
             schemas: schemas.clone(),
             authenticator: authenticator.clone(),
             metrics: Arc::clone(&metrics),
+            audit: audit.clone(),
+            trace: Arc::new(config.trace.clone()),
         },
     );
-    let http_server = spawn_http(listeners.http, api, signal(api_stopped.clone()));
+    let http_server = spawn_http(listeners.http, http_tls, api, signal(api_stopped.clone()))?;
     let reactive =
         ReactiveConsumer::start(&config, &bootstrap, &consumers, Arc::clone(&producer), schemas, Arc::clone(&metrics))
             .await?;
@@ -184,8 +203,9 @@ pub async fn run(
         run: Arc::new(admin::RunInfo::starting_now(bootstrap.clone(), addresses.clone())),
         logging: telemetry::log_control(),
         authenticator: authenticator.clone(),
+        audit: audit.clone(),
     };
-    let admin_server = spawn_http(listeners.admin, admin::router(admin_state), signal(admin_stopped));
+    let admin_server = spawn_http(listeners.admin, admin_tls, admin::router(admin_state), signal(admin_stopped))?;
     let readiness = tokio::spawn(track_readiness(
         Arc::clone(&producer),
         Arc::clone(&ready),
@@ -207,6 +227,11 @@ pub async fn run(
     // producer still accepts, then commits what is done.
     if let Some(reactive) = &reactive {
         reactive.stop(deadline).await;
+    }
+    // Audit records queued so far are produced while the producer still accepts; its drain below
+    // delivers them. Actions after this point are counted as dropped audit records.
+    if let Some(audit) = &audit {
+        audit.close(deadline).await;
     }
     producer.stop_accepting();
     let _ = stop_api.send(true);
@@ -267,11 +292,21 @@ fn signal(mut stopped: watch::Receiver<bool>) -> impl Future<Output = ()> + Send
     futures::FutureExt::shared(Box::pin(future))
 }
 
+/// The TLS acceptor for a listener whose `tls` section is set; `key` names it in errors.
+fn listener_acceptor(
+    config: Option<&ListenerTlsConfig>,
+    protocols: Protocols,
+    key: &str,
+) -> anyhow::Result<Option<TlsAcceptor>> {
+    config.map(|config| listener_tls::acceptor(config, protocols, key)).transpose()
+}
+
 fn spawn_http<S>(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     service: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> JoinHandle<Result<(), String>>
+) -> anyhow::Result<JoinHandle<Result<(), String>>>
 where
     S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = std::convert::Infallible>
         + Clone
@@ -279,17 +314,25 @@ where
         + 'static,
     S::Future: Send,
 {
+    // The peer address identifies an HTTP caller without X-Client-Id, for fair admission.
+    let service =
+        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(service);
+    if let Some(acceptor) = tls {
+        // Through `tap_io` (doing nothing) because axum gives the peer address as ConnectInfo for
+        // any tapped listener, and for no other listener but its own TcpListener.
+        let listener = TlsListener::new(listener, acceptor)?.tap_io(|_| {});
+        return Ok(tokio::spawn(async move {
+            axum::serve(listener, service).with_graceful_shutdown(shutdown).await.map_err(|error| error.to_string())
+        }));
+    }
     let listener = listener.tap_io(|stream| {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(error = %error, "cannot set TCP_NODELAY");
         }
     });
-    tokio::spawn(async move {
-        // The peer address identifies an HTTP caller without X-Client-Id, for fair admission.
-        let service =
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(service);
+    Ok(tokio::spawn(async move {
         axum::serve(listener, service).with_graceful_shutdown(shutdown).await.map_err(|error| error.to_string())
-    })
+    }))
 }
 
 async fn track_readiness(
@@ -302,6 +345,10 @@ async fn track_readiness(
     let mut was_ready = false;
     while !*stopped.borrow() {
         let now_ready = producer.has_cluster_metadata(Duration::from_secs(2)).await && !*stopped.borrow();
+        if now_ready {
+            // The clients got through: an old authentication or TLS failure is no reason any more.
+            producer.broker_status().clear();
+        }
         if now_ready != was_ready {
             ready.store(now_ready, Ordering::Release);
             metrics.ready.set(i64::from(now_ready));

@@ -5,28 +5,47 @@
 //! [`init`] installs both once and [`log_control`] hands the control to whoever wires the admin
 //! port. A process that never called [`init`] (the daemon run as a library, as the tests do) has no
 //! control, and the admin port says so instead of pretending to change a filter nobody applies.
+//!
+//! With `trace.otlp.endpoint` set, [`SpanExport`] sends the spans the filter lets through (request
+//! spans are `info`) to an OpenTelemetry collector over OTLP/HTTP protobuf, batched on the SDK's
+//! own thread (bounded queue: spans beyond it are dropped, never waited for). [`adopt`] ties each
+//! request span to the caller's W3C trace, so the exported span and the `traceparent` written to
+//! records name the same span.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Serialize;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, fmt, reload};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, OtlpConfig};
+use crate::trace::{TraceContext, TraceParent};
 
 /// The control installed by [`init`]: `None` inside when another subscriber was there first.
 static CONTROL: OnceLock<Option<LogControl>> = OnceLock::new();
+/// The span exporter of the installed subscriber, when export is on.
+static EXPORT: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// Installs the global subscriber (text or JSON lines on stderr) once per process and returns the
 /// control of its filter; a bad `log.level` falls back to `info` with a warning. Later calls
 /// change nothing and return the same control. `None` when another subscriber was installed
 /// before (then this process's filter is not ours to change).
 pub fn init(config: &LogConfig) -> Option<LogControl> {
-    CONTROL.get_or_init(|| install(config)).clone()
+    init_with_export(config, None)
+}
+
+/// [`init`], with `export` (if any) receiving the spans; the first call decides for the process.
+pub fn init_with_export(config: &LogConfig, export: Option<SpanExport>) -> Option<LogControl> {
+    CONTROL.get_or_init(|| install(config, export)).clone()
 }
 
 /// The control [`init`] installed, if it did.
@@ -34,7 +53,7 @@ pub fn log_control() -> Option<LogControl> {
     CONTROL.get().cloned().flatten()
 }
 
-fn install(config: &LogConfig) -> Option<LogControl> {
+fn install(config: &LogConfig, export: Option<SpanExport>) -> Option<LogControl> {
     let (filter, bad_filter) = match EnvFilter::try_new(&config.level) {
         Ok(filter) => (filter, None),
         Err(error) => (EnvFilter::new("info"), Some(error)),
@@ -44,11 +63,111 @@ fn install(config: &LogConfig) -> Option<LogControl> {
         LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
         LogFormat::Text => fmt::layer().with_writer(std::io::stderr).boxed(),
     };
-    tracing_subscriber::registry().with(filter).with(output).try_init().ok()?;
+    let spans = export.as_ref().map(|export| {
+        let tracer = export.provider.tracer("kafka-sidecar");
+        tracing_opentelemetry::layer().with_tracer(tracer)
+    });
+    tracing_subscriber::registry().with(filter).with(output).with(spans).try_init().ok()?;
+    if let Some(export) = export {
+        let _ = EXPORT.set(export.provider);
+    }
     if let Some(error) = bad_filter {
         tracing::warn!(level = %config.level, error = %error, "invalid log.level, using info");
     }
     Some(LogControl { handle })
+}
+
+/// Why span export could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start OTLP span export to {endpoint}: {reason}")]
+pub struct ExportError {
+    /// The traces URL.
+    pub endpoint: String,
+    /// What the exporter said.
+    pub reason: String,
+}
+
+/// OTLP span export: a tracer provider with a batching exporter, off unless configured.
+pub struct SpanExport {
+    provider: SdkTracerProvider,
+}
+
+impl SpanExport {
+    /// The exporter for `config`; `None` when `trace.otlp.endpoint` is empty. Nothing is sent until
+    /// spans end; an unreachable collector costs dropped spans, never a request.
+    pub fn start(config: &OtlpConfig) -> Result<Option<Self>, ExportError> {
+        if !config.enabled() {
+            return Ok(None);
+        }
+        let endpoint = config.traces_url();
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(endpoint.clone())
+            .with_timeout(std::time::Duration::from_millis(config.timeout_ms))
+            .build()
+            .map_err(|error| ExportError { endpoint, reason: error.to_string() })?;
+        let resource = Resource::builder().with_service_name(config.service_name.clone()).build();
+        let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
+        Ok(Some(Self { provider }))
+    }
+}
+
+/// Sends the spans ended so far now, waiting for the collector (blocking: call it off the async
+/// runtime). Nothing happens without export.
+pub fn flush_spans() {
+    if let Some(provider) = EXPORT.get()
+        && let Err(error) = provider.force_flush()
+    {
+        tracing::warn!(error = %error, "spans could not be exported");
+    }
+}
+
+/// Flushes and stops span export at exit (blocking, like [`flush_spans`]).
+pub fn shutdown_export() {
+    if let Some(provider) = EXPORT.get()
+        && let Err(error) = provider.shutdown()
+    {
+        tracing::warn!(error = %error, "span export did not shut down cleanly");
+    }
+}
+
+/// Ties a request's span to its trace context. With OTLP export on, the span continues the
+/// caller's trace (or, for a trace started here, the span's own trace is the one records get) and
+/// the context takes the exported span's id, so records name that span as their parent. Without
+/// export the context is returned as it is.
+pub fn adopt(span: &tracing::Span, context: TraceContext) -> TraceContext {
+    if EXPORT.get().is_none() {
+        return context;
+    }
+    if let Some(caller) = context.caller {
+        let state = context.tracestate.as_deref().and_then(|text| text.parse::<TraceState>().ok()).unwrap_or_default();
+        let remote = SpanContext::new(
+            TraceId::from_bytes(caller.trace_id),
+            SpanId::from_bytes(caller.parent_id),
+            TraceFlags::new(caller.flags),
+            true,
+            state,
+        );
+        // Fails only when the span is disabled by the filter: then nothing is exported for it.
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+    let exported = span.context().span().span_context().clone();
+    if !exported.is_valid() {
+        return context;
+    }
+    let exported_parent = TraceParent {
+        trace_id: exported.trace_id().to_bytes(),
+        parent_id: exported.span_id().to_bytes(),
+        flags: exported.trace_flags().to_u8(),
+    };
+    match (context.caller, context.span) {
+        (Some(caller), Some(_)) if caller.trace_id == exported_parent.trace_id => {
+            context.with_span_id(exported_parent.parent_id)
+        }
+        (None, Some(_)) => TraceContext { span: Some(exported_parent), ..context },
+        _ => context,
+    }
 }
 
 /// Reads and replaces the running log filter.
@@ -103,7 +222,7 @@ fn unavailable(error: reload::Error) -> LogFilterError {
 }
 
 /// A log filter, whole and taken apart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LogFilter {
     /// The `tracing` filter string (`EnvFilter` syntax).
     pub filter: String,

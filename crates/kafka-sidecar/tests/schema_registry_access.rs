@@ -6,44 +6,13 @@
 
 mod schema_support;
 mod support;
-
-use std::path::Path;
-use std::process::Command;
+mod test_pki;
 
 use base64::Engine;
 use schema_support::start_private_registry;
 use serde_json::{Value, json};
 use support::{TestSidecar, broker, create_topic, unique};
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, written into `dir` by openssl.
-fn certificates(dir: &Path) {
-    let run = |arguments: &[&str]| {
-        let output = Command::new("openssl").args(arguments).current_dir(dir).output().expect("openssl runs");
-        assert!(output.status.success(), "openssl {arguments:?}: {}", String::from_utf8_lossy(&output.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(&[&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca"]]
-        .concat());
-    run(&[&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat());
-    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-}
+use test_pki::TestPki;
 
 async fn produce(sidecar: &TestSidecar, topic: &str) -> (u16, Value) {
     let request = json!({"valueFormat": "avro", "valueSchema": "\"string\"", "records": [{"value": "hi"}]});
@@ -57,10 +26,10 @@ async fn produce(sidecar: &TestSidecar, topic: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tls_with_a_custom_ca_and_basic_auth_reach_the_registry_and_failures_are_named() {
     let bootstrap = broker();
-    let dir = tempfile::tempdir().expect("temp dir");
-    certificates(dir.path());
+    let pki = TestPki::new();
+    pki.authority("ca").issue("ca", "server", "/CN=127.0.0.1", test_pki::SERVER);
     let password = unique("secret");
-    let pem = std::fs::read(dir.path().join("ca.pem")).expect("ca");
+    let pem = std::fs::read(pki.path("ca.pem")).expect("ca");
     let credentials = base64::engine::general_purpose::STANDARD.encode(format!("sidecar:{password}"));
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Basic {credentials}").parse().expect("header"));
@@ -69,7 +38,7 @@ async fn tls_with_a_custom_ca_and_basic_auth_reach_the_registry_and_failures_are
         .default_headers(headers)
         .build()
         .expect("client");
-    let path = |name: &str| dir.path().join(name).display().to_string();
+    let path = |name: &str| pki.path(name).display().to_string();
     let flags = [
         "--tls-cert".into(),
         path("server.pem"),
@@ -88,7 +57,7 @@ async fn tls_with_a_custom_ca_and_basic_auth_reach_the_registry_and_failures_are
         config.schema_registry.url = url.clone();
         config.schema_registry.basic_auth_user = Some("sidecar".into());
         config.schema_registry.basic_auth_password = Some(password.into());
-        config.schema_registry.ca_file = ca.then(|| dir.path().join("ca.pem"));
+        config.schema_registry.ca_file = ca.then(|| pki.path("ca.pem"));
         config
     };
     let trusted = TestSidecar::start(configured(&password, true)).await;

@@ -167,6 +167,17 @@ async fn protobuf_and_json_schema_round_trip_through_the_v2_paths() {
     assert_eq!(&raw[0].value.as_deref().unwrap()[5..], address.to_string().as_bytes());
     let records = consume(&sidecar, &addresses, "jsonschema", 1).await;
     assert_eq!((records[0]["key"].clone(), records[0]["value"].clone()), (json!("home"), address));
+
+    // v2 names no schema for records that have keys (values): Confluent's 42201 (42202), no guess.
+    let avro = "application/vnd.kafka.avro.v2+json";
+    let keys_only_value_schema = json!({"value_schema": "\"string\"", "records": [{"key": "k", "value": "v"}]});
+    let values_without_schema = json!({"records": [{"value": "v"}]});
+    for (body, code, machine) in
+        [(keys_only_value_schema, 42201, "KEY_SCHEMA_MISSING"), (values_without_schema, 42202, "VALUE_SCHEMA_MISSING")]
+    {
+        let (status, answer) = post(&sidecar, &format!("/topics/{addresses}"), avro, &body).await;
+        assert_eq!((status, answer["error_code"].clone(), answer["code"].clone()), (422, json!(code), json!(machine)));
+    }
     sidecar.stop().await;
 }
 
@@ -218,6 +229,16 @@ async fn schemas_are_selected_by_id_version_and_latest_and_bad_records_name_the_
         produce(&sidecar, &topic, json!({"valueFormat": "avro", "valueSchemaId": 999_999, "records": [{"value": 1}]}))
             .await;
     assert_eq!((status, answer["code"].clone()), (404, json!("SCHEMA_NOT_FOUND")), "{answer}");
+    // The registry's 404 is remembered for a while: asking again costs it nothing.
+    let asked =
+        metric(&sidecar, "kafka_sidecar_schema_registry_request_seconds_count{operation=\"schema_by_id\"").await;
+    let (status, answer) =
+        produce(&sidecar, &topic, json!({"valueFormat": "avro", "valueSchemaId": 999_999, "records": [{"value": 1}]}))
+            .await;
+    assert_eq!((status, answer["code"].clone()), (404, json!("SCHEMA_NOT_FOUND")), "{answer}");
+    let asked_again =
+        metric(&sidecar, "kafka_sidecar_schema_registry_request_seconds_count{operation=\"schema_by_id\"").await;
+    assert_eq!(asked_again, asked, "the unknown id was answered from memory");
     let (status, answer) =
         produce(&sidecar, &topic, json!({"valueFormat": "protobuf", "valueSchemaId": v1, "records": [{"value": {}}]}))
             .await;

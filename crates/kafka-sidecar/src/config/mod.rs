@@ -3,11 +3,15 @@
 //! Units are in the names (`linger_ms`, `max_buffered_bytes`). Unknown keys are rejected.
 //! `kafka.properties` passes raw librdkafka properties through, over the sidecar's defaults.
 
+mod audit;
 mod auth;
+mod kafka_security;
+mod listener_tls;
 mod load;
 mod reactive;
 mod redact;
 mod schema_registry;
+mod trace;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -16,11 +20,18 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use audit::AuditConfig;
 pub use auth::AuthConfig;
+pub use kafka_security::{
+    KafkaSaslConfig, KafkaSecurityConfig, KafkaTlsConfig, OAuthBearerConfig, SaslMechanism, SecretFileError,
+    SecurityProtocol, resolve as kafka_security_resolve,
+};
+pub use listener_tls::ListenerTlsConfig;
 pub use load::{ConfigError, ConfigSources};
 pub use reactive::{ReactiveConsumerConfig, RetryConfig};
 pub use redact::{REDACTED, Secret, is_secret_key, redacted};
 pub use schema_registry::SchemaRegistryConfig;
+pub use trace::{OtlpConfig, TraceConfig};
 
 /// The whole sidecar configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -46,10 +57,14 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Bearer tokens and scopes on the APIs.
     pub auth: AuthConfig,
+    /// Audit records of every action, on a Kafka topic.
+    pub audit: AuditConfig,
     /// Draining on SIGTERM.
     pub shutdown: ShutdownConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Trace and correlation ids on records and log spans; optional OTLP span export.
+    pub trace: TraceConfig,
 }
 
 /// How to reach Kafka.
@@ -69,6 +84,8 @@ pub struct KafkaConfig {
     /// Raw librdkafka properties, applied over the sidecar's defaults.
     #[serde(deserialize_with = "scalar_map")]
     pub properties: BTreeMap<String, String>,
+    /// TLS and SASL to the brokers (`kafka.security.*`).
+    pub security: KafkaSecurityConfig,
 }
 
 impl Default for KafkaConfig {
@@ -80,6 +97,7 @@ impl Default for KafkaConfig {
             metadata_timeout_ms: 5_000,
             topic_cache_ttl_ms: 30_000,
             properties: BTreeMap::new(),
+            security: KafkaSecurityConfig::default(),
         }
     }
 }
@@ -275,11 +293,13 @@ pub struct GrpcConfig {
     pub listen: SocketAddr,
     /// Optional Unix domain socket path, served alongside TCP.
     pub unix_socket: Option<PathBuf>,
+    /// TLS on the TCP listener (the Unix socket stays plain: the file's permissions guard it).
+    pub tls: Option<ListenerTlsConfig>,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 50051)), unix_socket: None }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 50051)), unix_socket: None, tls: None }
     }
 }
 
@@ -295,6 +315,8 @@ pub struct HttpConfig {
     pub default_key_format: EmbeddedFormatName,
     /// Value format when a request names none.
     pub default_value_format: EmbeddedFormatName,
+    /// TLS on the API listener.
+    pub tls: Option<ListenerTlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -304,6 +326,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1_000_000,
             default_key_format: EmbeddedFormatName::String,
             default_value_format: EmbeddedFormatName::Binary,
+            tls: None,
         }
     }
 }
@@ -339,11 +362,13 @@ impl EmbeddedFormatName {
 pub struct AdminConfig {
     /// TCP address for `/metrics`, `/healthz`, `/readyz`.
     pub listen: SocketAddr,
+    /// TLS on the admin listener (probes then use `scheme: HTTPS`).
+    pub tls: Option<ListenerTlsConfig>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9644)) }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9644)), tls: None }
     }
 }
 
@@ -378,7 +403,7 @@ impl Default for LogConfig {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.

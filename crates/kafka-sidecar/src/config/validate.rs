@@ -72,6 +72,16 @@ impl Config {
         self.validate_auth()?;
         self.validate_consumer()?;
         self.reactive_consumer.validate()?;
+        self.audit.validate()?;
+        self.trace.validate()?;
+        self.kafka.security.validate(
+            self.kafka.uses_dev_broker(),
+            &[
+                ("kafka.properties", &self.kafka.properties),
+                ("consumer.properties", &self.consumer.properties),
+                ("reactive_consumer.properties", &self.reactive_consumer.properties),
+            ],
+        )?;
         if self.kafka.dev_broker_count == 0 || self.kafka.dev_broker_count > 16 {
             return Err(invalid("kafka.dev_broker_count", "must be between 1 and 16"));
         }

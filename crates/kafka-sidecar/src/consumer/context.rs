@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -33,12 +34,19 @@ pub struct InstanceContext {
     label: String,
     events: Mutex<Vec<RebalanceEvent>>,
     done: Option<DoneOffsets>,
+    oauth: Option<crate::kafka::oauth::OAuthTokenSource>,
 }
 
 impl InstanceContext {
     /// A context for the instance `label` (`group/name`, for logs).
     pub fn new(label: String, done: Option<DoneOffsets>) -> Self {
-        Self { label, events: Mutex::new(Vec::new()), done }
+        Self { label, events: Mutex::new(Vec::new()), done, oauth: None }
+    }
+
+    /// OAUTHBEARER tokens come from `oauth` (`kafka.security.sasl.oauthbearer`).
+    pub fn with_oauth(mut self, oauth: Option<crate::kafka::oauth::OAuthTokenSource>) -> Self {
+        self.oauth = oauth;
+        self
     }
 
     /// Commits the finished offsets of `revoked` partitions, while they are still ours.
@@ -74,6 +82,12 @@ fn partitions(list: &rdkafka::TopicPartitionList) -> Vec<TopicPartition> {
 }
 
 impl ClientContext for InstanceContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        crate::kafka::oauth::generate(self.oauth.as_ref())
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {

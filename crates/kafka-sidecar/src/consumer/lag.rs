@@ -13,7 +13,9 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::manager::ConsumerManager;
+use crate::config::KafkaSecurityConfig;
 use crate::error::{ErrorCode, SidecarError};
+use crate::kafka::oauth::OAuthClientContext;
 use crate::metrics::{LagLabels, Metrics};
 
 /// How long the time-lag probe waits for the oldest unconsumed records.
@@ -59,7 +61,8 @@ pub async fn group_lag(
     }
     let timeout = Duration::from_millis(manager.full_config().kafka.metadata_timeout_ms);
     let _permit = manager.lag_permit().await;
-    tokio::task::spawn_blocking(move || measure(&client, &topics, timeout))
+    let security = manager.full_config().kafka.security.clone();
+    tokio::task::spawn_blocking(move || measure(&client, &security, &topics, timeout))
         .await
         .map_err(|_| SidecarError::new(ErrorCode::Internal, "the lag lookup failed"))?
 }
@@ -70,10 +73,15 @@ fn unavailable(what: &str, error: impl std::fmt::Display) -> SidecarError {
 
 fn measure(
     client: &ClientConfig,
+    security: &KafkaSecurityConfig,
     topics: &BTreeSet<String>,
     timeout: Duration,
 ) -> Result<Vec<PartitionLag>, SidecarError> {
-    let consumer: BaseConsumer = client.create().map_err(|error| unavailable("consumer lag", error))?;
+    let context = OAuthClientContext::new(security).map_err(|error| unavailable("consumer lag", error))?;
+    let consumer: BaseConsumer<OAuthClientContext> =
+        client.create_with_context(context).map_err(|error| unavailable("consumer lag", error))?;
+    // Hands librdkafka its first OAUTHBEARER token (kafka.security), which it asked for at creation.
+    let _ = consumer.poll(Duration::ZERO);
     let mut partitions = TopicPartitionList::new();
     for topic in topics {
         let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|error| unavailable("metadata", error))?;
@@ -114,7 +122,7 @@ fn measure(
 }
 
 /// Reads the oldest unconsumed record of each lagging partition for its timestamp.
-fn probe_time_lag(consumer: &BaseConsumer, lags: &mut [PartitionLag]) {
+fn probe_time_lag(consumer: &BaseConsumer<OAuthClientContext>, lags: &mut [PartitionLag]) {
     let mut probe = TopicPartitionList::new();
     for lag in lags.iter().filter(|lag| lag.lag > 0) {
         // The next record not yet committed: the log end minus the lag.

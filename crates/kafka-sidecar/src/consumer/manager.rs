@@ -142,10 +142,13 @@ impl ConsumerManager {
     ) -> Result<ConsumerInstance, SidecarError> {
         let label = format!("{}/{}", settings.group, settings.name);
         let client = consumer_config(config, &self.bootstrap, &settings);
-        let mut consumer: BaseConsumer<InstanceContext> =
-            client.create_with_context(InstanceContext::new(label.clone(), hooks.done)).map_err(|error| {
-                SidecarError::new(ErrorCode::InvalidConsumerConfig, format!("cannot create the consumer: {error}"))
-            })?;
+        let oauth = crate::kafka::oauth::OAuthTokenSource::from_config(&config.kafka.security).map_err(|error| {
+            SidecarError::new(ErrorCode::InvalidConsumerConfig, format!("cannot create the consumer: {error}"))
+        })?;
+        let context = InstanceContext::new(label.clone(), hooks.done).with_oauth(oauth);
+        let mut consumer: BaseConsumer<InstanceContext> = client.create_with_context(context).map_err(|error| {
+            SidecarError::new(ErrorCode::InvalidConsumerConfig, format!("cannot create the consumer: {error}"))
+        })?;
         let (commands, receiver) = sync_channel(COMMAND_QUEUE);
         let wake_flag = wake_on_messages(&mut consumer, commands.clone());
         let counters = ConsumerCounters::new(Arc::clone(&self.metrics), &settings.group);

@@ -9,17 +9,23 @@ use futures::{Stream, StreamExt};
 use kafka_sidecar_proto::v1 as pb;
 use kafka_sidecar_proto::v1::producer_sidecar_server::ProducerSidecar;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
+use super::audit::CallAudit;
 use super::convert::{
     Group, ack, batch_groups, origin_of, record_from_proto, refusal_ack, report_to_proto, status_from_error,
+    trace_context,
 };
 use super::schemas;
+use crate::audit::AuditLog;
 use crate::auth::{Access, Authenticator, Identity};
+use crate::config::TraceConfig;
 use crate::delivery::DeliveryHub;
 use crate::error::SidecarError;
 use crate::kafka::SharedProducer;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::schema::SchemaRegistry;
+use crate::trace::{RecordTrace, TraceContext};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -34,6 +40,10 @@ pub struct ProducerService {
     authenticator: Option<Arc<Authenticator>>,
     metrics: Arc<Metrics>,
     instance: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    /// Which trace and correlation ids a call without them gets.
+    trace: Arc<TraceConfig>,
+    /// The audit log, when `audit.enabled`.
+    audit: Option<AuditLog>,
 }
 
 /// Response metadata naming this sidecar process: a client that sees it change knows the sidecar
@@ -52,7 +62,49 @@ impl ProducerService {
         let id = format!("{:016x}", rand::random::<u64>());
         let instance = tonic::metadata::MetadataValue::try_from(id.as_str())
             .unwrap_or_else(|_| tonic::metadata::MetadataValue::from_static("unknown"));
-        Self { producer, hub, schemas, authenticator, metrics, instance }
+        Self { producer, hub, schemas, authenticator, metrics, instance, trace: Arc::default(), audit: None }
+    }
+
+    /// The same service auditing every produce call (and each stream batch) to `audit`.
+    pub fn with_audit(mut self, audit: Option<AuditLog>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The same service generating trace and correlation ids as `config` says (default: on).
+    pub fn with_trace(mut self, config: Arc<TraceConfig>) -> Self {
+        self.trace = config;
+        self
+    }
+
+    /// A produce call's trace context (from its metadata) and its log span.
+    fn traced(&self, method: &'static str, metadata: &tonic::metadata::MetadataMap) -> (TraceContext, tracing::Span) {
+        let context = trace_context(metadata, &self.trace);
+        let span = tracing::info_span!(
+            "grpc",
+            method,
+            trace_id = context.trace_id().as_deref(),
+            correlation_id = context.correlation_id.as_deref(),
+            traceability_id = context.traceability_id.as_deref(),
+        );
+        let context = crate::telemetry::adopt(&span, context);
+        (context, span)
+    }
+
+    /// A produce call's answer, echoing its trace and correlation ids.
+    fn respond_traced<T>(&self, message: T, context: &TraceContext) -> Response<T> {
+        let mut response = self.respond(message);
+        let values = [
+            ("traceparent", context.traceparent()),
+            ("x-correlation-id", context.correlation_id.clone()),
+            ("x-traceability-id", context.traceability_id.clone()),
+        ];
+        for (name, value) in values {
+            if let Some(value) = value.and_then(|value| tonic::metadata::MetadataValue::try_from(value).ok()) {
+                response.metadata_mut().insert(name, value);
+            }
+        }
+        response
     }
 
     fn respond<T>(&self, message: T) -> Response<T> {
@@ -105,6 +157,7 @@ impl ProducerService {
         &self,
         api: &'static str,
         identity: Option<&Identity>,
+        trace: &RecordTrace,
         batch: pb::ProduceBatch,
     ) -> pb::ProduceBatchAck {
         self.count_request(api, &batch.client_id, batch.records.len());
@@ -124,7 +177,7 @@ impl ProducerService {
         };
         let mut refused: Option<SidecarError> = None;
         for group in groups {
-            let (origin, records) = match group {
+            let (origin, mut records) = match group {
                 Group::Send(origin, records) => (origin, records),
                 // A record refused here keeps its own error even after an earlier refusal: more specific.
                 Group::Refused(refusal) => {
@@ -135,6 +188,9 @@ impl ProducerService {
                     continue;
                 }
             };
+            if !trace.is_empty() {
+                records.iter_mut().for_each(|record| trace.stamp(&mut record.headers));
+            }
             let ids: Vec<u64> = records.iter().map(|record| record.record_id).collect();
             let results = match &refused {
                 Some(error) => vec![Err(error.clone()); records.len()],
@@ -155,35 +211,64 @@ impl ProducerService {
             acks,
         }
     }
-}
 
-#[tonic::async_trait]
-impl ProducerSidecar for ProducerService {
-    async fn emit(&self, request: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceAck>, Status> {
-        let identity = self.caller(request.metadata()).await?;
+    /// `Emit`: one record, its trace headers stamped from the call's `context`.
+    async fn emit_one(
+        &self,
+        identity: Option<&Identity>,
+        request: Request<pb::ProduceRequest>,
+        context: &TraceContext,
+    ) -> Result<pb::ProduceAck, Status> {
         let request = request.into_inner();
-        if let Some(error) = self.topic_refusal(identity.as_ref(), std::iter::once(request.topic.as_str())) {
+        if let Some(error) = self.topic_refusal(identity, std::iter::once(request.topic.as_str())) {
             return Err(status_from_error(&error));
         }
         self.count_request("grpc_emit", &request.client_id, 1);
         let origin = origin_of(&request);
         let record_id = request.record_id;
-        let record = if schemas::record_has_specs(&request) {
+        let mut record = if schemas::record_has_specs(&request) {
             schemas::encode_record(self.schemas.as_deref(), request).await.map_err(|error| status_from_error(&error))?
         } else {
             record_from_proto(request)
         };
+        context.record_trace().stamp(&mut record.headers);
         let results = self.producer.send(&origin, vec![record]).await;
         match results.into_iter().next() {
-            Some(Ok(())) => Ok(self.respond(ack(record_id, &Ok(())))),
+            Some(Ok(())) => Ok(ack(record_id, &Ok(()))),
             Some(Err(error)) => Err(status_from_error(&error)),
             None => Err(Status::internal("no result for the record")),
         }
     }
+}
+
+#[tonic::async_trait]
+impl ProducerSidecar for ProducerService {
+    async fn emit(&self, request: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceAck>, Status> {
+        let (context, span) = self.traced("Emit", request.metadata());
+        let audit = CallAudit::start(self.audit.as_ref(), &context, request.remote_addr());
+        let acked = async {
+            let identity = self.caller(request.metadata()).await.inspect_err(|status| audit.refused(status))?;
+            let facts = audit.record_facts(request.get_ref());
+            let acked = self.emit_one(identity.as_ref(), request, &context).await;
+            audit.single(identity.as_ref(), facts, &acked);
+            acked
+        };
+        acked.instrument(span).await.map(|ack| self.respond_traced(ack, &context))
+    }
 
     async fn emit_batch(&self, request: Request<pb::ProduceBatch>) -> Result<Response<pb::ProduceBatchAck>, Status> {
-        let identity = self.caller(request.metadata()).await?;
-        Ok(self.respond(self.emit_batch_inner("grpc_emit_batch", identity.as_ref(), request.into_inner()).await))
+        let (context, span) = self.traced("EmitBatch", request.metadata());
+        let trace = context.record_trace();
+        let audit = CallAudit::start(self.audit.as_ref(), &context, request.remote_addr());
+        let acked = async {
+            let identity = self.caller(request.metadata()).await.inspect_err(|status| audit.refused(status))?;
+            let batch = request.into_inner();
+            let facts = audit.batch_facts(&batch);
+            let ack = self.emit_batch_inner("grpc_emit_batch", identity.as_ref(), &trace, batch).await;
+            audit.batch(identity.as_ref(), facts, &ack);
+            Ok(ack)
+        };
+        acked.instrument(span).await.map(|ack| self.respond_traced(ack, &context))
     }
 
     type EmitStreamStream = BoxStream<pb::ProduceBatchAck>;
@@ -192,20 +277,37 @@ impl ProducerSidecar for ProducerService {
         &self,
         request: Request<Streaming<pb::ProduceBatch>>,
     ) -> Result<Response<Self::EmitStreamStream>, Status> {
-        let identity = self.caller(request.metadata()).await?;
+        // One context for the whole stream: its metadata is the call's.
+        let (context, span) = self.traced("EmitStream", request.metadata());
+        let audit = Arc::new(CallAudit::start(self.audit.as_ref(), &context, request.remote_addr()));
+        let identity = self
+            .caller(request.metadata())
+            .instrument(span.clone())
+            .await
+            .inspect_err(|status| audit.refused(status))?;
         let service = self.clone();
+        let trace = context.record_trace();
         // `then` handles one batch at a time, so batches of one stream are enqueued in order.
         let acks = request.into_inner().then(move |batch| {
             let service = service.clone();
             let identity = identity.clone();
+            let trace = trace.clone();
+            let span = span.clone();
+            let audit = Arc::clone(&audit);
             async move {
                 match batch {
-                    Ok(batch) => Ok(service.emit_batch_inner("grpc_emit_stream", identity.as_ref(), batch).await),
+                    Ok(batch) => {
+                        let facts = audit.batch_facts(&batch);
+                        let acked = service.emit_batch_inner("grpc_emit_stream", identity.as_ref(), &trace, batch);
+                        let ack = acked.instrument(span).await;
+                        audit.batch(identity.as_ref(), facts, &ack);
+                        Ok(ack)
+                    }
                     Err(status) => Err(status),
                 }
             }
         });
-        Ok(self.respond(Box::pin(acks)))
+        Ok(self.respond_traced(Box::pin(acks), &context))
     }
 
     type DeliveryStreamStream = BoxStream<pb::DeliveryReportBatch>;

@@ -48,6 +48,8 @@ pub struct AdminState {
     pub logging: Option<LogControl>,
     /// Token checks for the operator routes, when `auth.enabled`.
     pub authenticator: Option<Arc<crate::auth::Authenticator>>,
+    /// The audit log, when `audit.enabled`: operator actions are audited.
+    pub audit: Option<crate::audit::AuditLog>,
 }
 
 /// Facts about this run, fixed when the sidecar starts.
@@ -70,14 +72,22 @@ impl RunInfo {
     }
 }
 
+/// The admin routes' OpenAPI operations (the reactive ones are in `reactive_admin`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(metrics, healthz, readyz, info, effective_config, logging, set_logging))]
+pub(super) struct ApiDoc;
+
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
     let require_scope = axum::middleware::from_fn_with_state(state.authenticator.clone(), super::require_admin_scope);
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { (StatusCode::OK, "{\"status\":\"alive\"}") }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(super::openapi::serve_admin_document))
         .merge(operator_routes().route_layer(require_scope))
+        // Outside the scope check, so refused operator requests are audited too.
+        .layer(axum::middleware::from_fn_with_state(state.audit.clone(), super::audit::audit_requests))
         .with_state(state)
 }
 
@@ -91,6 +101,13 @@ pub fn operator_routes() -> Router<AdminState> {
         .merge(super::reactive_admin::routes())
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "probes",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "The text exposition format", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")),
+)]
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     let (records, bytes) = state.producer.queue_depth();
     state.metrics.queue_records.set(i64::try_from(records).unwrap_or(i64::MAX));
@@ -98,17 +115,50 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode())
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "probes",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "`{\"status\":\"alive\"}`", body = String, content_type = "text/plain")),
+)]
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "{\"status\":\"alive\"}")
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    summary = "Readiness: cluster metadata, not shutting down, the reactive backend up when enabled",
+    responses(
+        (status = 200, description = "Ready", body = crate::http::openapi::Readiness),
+        (status = 503, description = "Not ready, and why", body = crate::http::openapi::Readiness),
+    ),
+)]
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     let reactive_ready = state.reactive.as_ref().is_none_or(|reactive| reactive.is_ready());
-    if state.ready.load(Ordering::Acquire) && reactive_ready {
-        (StatusCode::OK, "{\"status\":\"ready\"}")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "{\"status\":\"not ready\"}")
+    let kafka_ready = state.ready.load(Ordering::Acquire);
+    if kafka_ready && reactive_ready {
+        return (StatusCode::OK, Json(serde_json::json!({"status": "ready", "ready": true})));
     }
+    // Why, for a human reading the probe: a refused login or certificate first (kafka.security).
+    let reason = match state.producer.broker_status().problem() {
+        Some(problem) if !kafka_ready => problem,
+        _ if !kafka_ready => {
+            "kafka: the producer has no cluster metadata (brokers unreachable, or shutting down)".into()
+        }
+        _ => "the reactive consumer's backend does not answer".into(),
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({"status": "not ready", "ready": false, "reason": reason})),
+    )
 }
 
 /// `GET /admin/info`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Info)]
 struct InfoBody {
     name: &'static str,
     version: &'static str,
@@ -123,7 +173,7 @@ struct InfoBody {
 }
 
 /// What is switched on, without a single secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ConfigSummary {
     bootstrap_servers: String,
     dev_broker: bool,
@@ -137,6 +187,14 @@ fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/info",
+    tag = "admin",
+    summary = "Build and run facts: version, git commit, build time, uptime, config summary",
+    responses((status = 200, description = "The facts", body = InfoBody), crate::http::openapi::AdminErrors),
+    security((), ("bearer" = ["kafka:admin"])),
+)]
 async fn info(State(state): State<AdminState>) -> Json<InfoBody> {
     let build_time = env!("BUILD_TIME_UNIX")
         .parse::<i64>()
@@ -163,6 +221,14 @@ async fn info(State(state): State<AdminState>) -> Json<InfoBody> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/config",
+    tag = "admin",
+    summary = "The effective configuration, secrets redacted",
+    responses((status = 200, description = "The configuration tree", body = Object), crate::http::openapi::AdminErrors),
+    security((), ("bearer" = ["kafka:admin"])),
+)]
 async fn effective_config(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let tree = config::redacted(&state.config).map_err(|error| {
         tracing::error!(error = %error, "cannot render the configuration for /admin/config");
@@ -173,7 +239,7 @@ async fn effective_config(State(state): State<AdminState>) -> Result<Response, A
 
 /// `PUT /admin/logging`: a whole `tracing` filter, or a default level plus per-module levels.
 /// Either way the filter is replaced, so a `GET` answer edited and sent back means what it says.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoggingRequest {
     filter: Option<String>,
@@ -218,22 +284,40 @@ fn filter_error(error: LogFilterError) -> SidecarError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/logging",
+    tag = "admin",
+    summary = "The live log filter",
+    responses((status = 200, description = "The filter, whole and taken apart", body = LogFilter), crate::http::openapi::AdminErrors),
+    security((), ("bearer" = ["kafka:admin"])),
+)]
 async fn logging(State(state): State<AdminState>) -> Result<Json<LogFilter>, ApiError> {
     Ok(Json(log_control(state.logging.as_ref())?.current().map_err(filter_error)?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/admin/logging",
+    tag = "admin",
+    summary = "Replace the live log filter: a whole filter, or a level and per-module levels",
+    request_body(content = LoggingRequest, content_type = "application/json"),
+    responses((status = 200, description = "The filter now in force", body = LogFilter), crate::http::openapi::AdminErrors),
+    security((), ("bearer" = ["kafka:admin"])),
+)]
 async fn set_logging(
     State(state): State<AdminState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<LogFilter>, ApiError> {
+) -> Result<(axum::Extension<super::audit::AuditDetails>, Json<LogFilter>), ApiError> {
     let control = log_control(state.logging.as_ref())?;
     let request: LoggingRequest = parse_body(&body_bytes(body)?, "logging request")?;
     let filter = request.into_filter()?;
     let previous = control.current().map_err(filter_error)?;
     let applied = control.set(&filter).map_err(filter_error)?;
     tracing::info!(who = %who(&headers), from = %previous.filter, to = %applied.filter, "admin: log filter changed");
-    Ok(Json(applied))
+    let details = super::audit::AuditDetails { detail: Some(applied.filter.clone()), ..Default::default() };
+    Ok((axum::Extension(details), Json(applied)))
 }
 
 /// Who asked: `X-Client-Id`, else the user agent.

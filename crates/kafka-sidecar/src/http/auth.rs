@@ -1,6 +1,7 @@
 //! The HTTP face of [`crate::auth`]: finds the bearer token, works out what the route does (and on
 //! which topic), and answers 401 or 403 with `WWW-Authenticate` and the usual JSON error body.
-//! A verified caller's [`Identity`] goes into the request's extensions and onto its log span.
+//! A verified caller's [`Identity`] goes into the request's extensions and onto its log span, and
+//! into the response's extensions (refusals included) for the audit middleware outside.
 
 use std::sync::Arc;
 
@@ -64,11 +65,16 @@ async fn authorize(
     };
     if let Err(failure) = authenticator.authorize(&identity, access, topic) {
         tracing::info!(sub = %identity.subject, error = %failure.error.message, "request refused");
-        return refuse(failure);
+        let mut response = refuse(failure);
+        // The audit middleware runs outside this one: it reads who was refused from the response.
+        response.extensions_mut().insert(identity);
+        return response;
     }
     let span = tracing::info_span!("authenticated", sub = %identity.subject, client_id = identity.client_id.as_deref());
-    request.extensions_mut().insert::<Identity>(identity);
-    next.run(request).instrument(span).await
+    request.extensions_mut().insert::<Identity>(identity.clone());
+    let mut response = next.run(request).instrument(span).await;
+    response.extensions_mut().insert(identity);
+    response
 }
 
 fn refuse(failure: AuthFailure) -> Response {

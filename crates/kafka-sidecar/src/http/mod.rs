@@ -2,15 +2,18 @@
 //! router. Trailing slashes are trimmed before routing, so `/topics/` and `/topics` are one route.
 
 pub mod admin;
+mod audit;
 mod auth;
 mod consumers;
 mod formats;
+pub mod openapi;
 mod produce;
 mod produce_v2;
 mod reactive_admin;
 pub mod render;
 mod status;
 mod topics;
+mod trace;
 
 use std::sync::Arc;
 
@@ -26,8 +29,9 @@ pub use formats::EmbeddedFormat;
 pub use produce::{CLIENT_ID_HEADER, CORRELATION_HEADER, TRACEABILITY_HEADER};
 pub use status::{ApiError, StatusBody};
 
+use crate::audit::AuditLog;
 use crate::auth::Authenticator;
-use crate::config::{EmbeddedFormatName, HttpConfig};
+use crate::config::{EmbeddedFormatName, HttpConfig, TraceConfig};
 use crate::consumer::ConsumerManager;
 use crate::error::{ErrorCode, SidecarError};
 use crate::kafka::SharedProducer;
@@ -49,6 +53,8 @@ pub struct AppState {
     pub default_value_format: EmbeddedFormatName,
     /// The schema registry, when one is configured.
     pub schemas: Option<Arc<SchemaRegistry>>,
+    /// Whether actions are audited: handlers then add [`audit::AuditDetails`] to answers.
+    pub auditing: bool,
 }
 
 /// What the API router needs besides its handlers' state.
@@ -63,16 +69,21 @@ pub struct ApiParts {
     pub authenticator: Option<Arc<Authenticator>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The audit log, when `audit.enabled`.
+    pub audit: Option<AuditLog>,
+    /// Which trace and correlation ids to generate.
+    pub trace: Arc<TraceConfig>,
 }
 
 /// The API service: the router behind trailing-slash normalization.
 pub fn router(config: &HttpConfig, parts: ApiParts) -> NormalizePath<Router> {
-    let ApiParts { producer, consumers, schemas, authenticator, metrics } = parts;
+    let ApiParts { producer, consumers, schemas, authenticator, metrics, audit, trace } = parts;
     let state = AppState {
         producer,
         metrics,
         consumers,
         schemas,
+        auditing: audit.is_some(),
         default_key_format: config.default_key_format,
         default_value_format: config.default_value_format,
     };
@@ -89,6 +100,12 @@ pub fn router(config: &HttpConfig, parts: ApiParts) -> NormalizePath<Router> {
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(authenticator, auth::require_api_scope))
+        // Outside auth: refusals are audited too (auth leaves the identity in the response).
+        .layer(axum::middleware::from_fn_with_state(audit, audit::audit_requests))
+        // After the auth layer: the contract is open, like the admin listener's probes.
+        .route("/openapi.json", get(openapi::serve_api_document))
+        // Outermost: every layer and handler inside reads the final trace headers.
+        .layer(axum::middleware::from_fn_with_state(trace, trace::propagate))
         .with_state(state);
     NormalizePathLayer::trim_trailing_slash().layer(router)
 }

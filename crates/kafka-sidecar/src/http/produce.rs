@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AppState;
+use super::audit::{AuditDetails, Audited};
 use super::formats::{EmbeddedFormat, FieldEncoder};
 use super::status::{ApiError, body_bytes, parse_json};
 use crate::error::{ErrorCode, SidecarError};
@@ -24,14 +25,14 @@ use crate::record::{DeliveryOutcome, Origin, OutgoingRecord};
 use crate::schema::{SchemaRole, SchemaSelection};
 
 /// Record header carrying the end-to-end traceability id (light-4j's name).
-pub const TRACEABILITY_HEADER: &str = "X-Traceability-Id";
+pub const TRACEABILITY_HEADER: &str = crate::trace::TRACEABILITY_ID;
 /// Record header carrying the correlation id (light-4j's name).
-pub const CORRELATION_HEADER: &str = "X-Correlation-Id";
+pub const CORRELATION_HEADER: &str = crate::trace::CORRELATION_ID;
 /// HTTP header naming the calling application, for metrics.
 pub const CLIENT_ID_HEADER: &str = "x-client-id";
 
 /// Seed 002's `ProduceRequest`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProduceRequest {
     key_format: Option<EmbeddedFormat>,
@@ -47,7 +48,9 @@ struct ProduceRequest {
     records: Vec<ProduceRecord>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One record: key and value in their formats (base64 text for binary, any JSON for json, text
+/// for string, the schema's JSON for schema formats); `null` or absent means none.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProduceRecord {
     #[serde(default)]
@@ -64,7 +67,7 @@ struct ProduceRecord {
 
 /// The answer: one entry per record, in request order, and the schema ids used. The ids are also
 /// given under Confluent v2's names, as error bodies carry both dialects' fields.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProduceResponse {
     offsets: Vec<RecordResult>,
@@ -76,26 +79,44 @@ pub struct ProduceResponse {
     value_schema_id_v2: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+/// One record's outcome: where it landed, or its error code and message.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RecordResult {
     partition: Option<i32>,
     offset: Option<i64>,
     timestamp: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::error::ErrorCode>)]
     error_code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
 /// Handles `POST /producers/{topic}`.
+#[utoipa::path(
+    post,
+    path = "/producers/{topic}",
+    tag = "produce",
+    summary = "Produce records to a topic (seed 002)",
+    description = "Validated and encoded whole, admitted whole (or 429), answered once Kafka acknowledged \
+                   or failed every record. `X-Correlation-Id` and `X-Traceability-Id` headers become record \
+                   headers unless a record names its own.",
+    params(crate::http::openapi::TopicPath),
+    request_body(content = ProduceRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Each record's partition and offset, or its error", body = ProduceResponse),
+        crate::http::openapi::ProduceErrors,
+    ),
+    security((), ("bearer" = ["kafka:w"])),
+)]
 pub async fn produce(
     State(state): State<AppState>,
     Path(topic): Path<String>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<ProduceResponse>), ApiError> {
+) -> Result<(StatusCode, Audited, Json<ProduceResponse>), ApiError> {
     let origin = origin(&state, "http_produce", &headers, peer);
     let body = body_bytes(body)?;
     let request: ProduceRequest = parse_json(&body, "ProduceRequest")?;
@@ -131,6 +152,7 @@ pub async fn produce(
             .collect(),
     };
     let outcome = produce_json(&state, &topic, None, origin, &headers, request).await?;
+    let audit = AuditDetails::when(state.auditing, || AuditDetails::produced(&topic, &outcome.offsets));
     let offsets = outcome
         .offsets
         .into_iter()
@@ -159,7 +181,7 @@ pub async fn produce(
         key_schema_id_v2: key_schema_id,
         value_schema_id_v2: value_schema_id,
     };
-    Ok((StatusCode::OK, Json(response)))
+    Ok((StatusCode::OK, audit, Json(response)))
 }
 
 /// Who is producing: the client id for metrics, and for fair admission the caller's identity (by
@@ -232,21 +254,29 @@ pub(super) async fn produce_json(
         FieldEncoder::resolve(key_format, request.key_schema, keys_needed, registry, topic, SchemaRole::Key),
         FieldEncoder::resolve(value_format, request.value_schema, values_needed, registry, topic, SchemaRole::Value),
     )?;
-    let default_trace = header_text(headers, TRACEABILITY_HEADER);
-    let default_correlation = header_text(headers, CORRELATION_HEADER);
+    // The request's trace values (as the trace middleware left them), stamped on every record
+    // that does not carry its own.
+    let trace = super::trace::record_trace(headers);
     let records = request
         .records
         .into_iter()
         .enumerate()
         .map(|(index, record)| {
             let mut record_headers = record.headers;
-            let trace = record.traceability_id.as_deref().or(default_trace);
-            let correlation = record.correlation_id.as_deref().or(default_correlation);
-            for (name, value) in [(TRACEABILITY_HEADER, trace), (CORRELATION_HEADER, correlation)] {
-                if let Some(value) = value {
-                    record_headers.push((name.to_string(), Bytes::copy_from_slice(value.as_bytes())));
-                }
+            let own = [
+                (TRACEABILITY_HEADER, "traceabilityId", record.traceability_id),
+                (CORRELATION_HEADER, "correlationId", record.correlation_id),
+            ];
+            for (name, field, value) in own {
+                let Some(value) = value else { continue };
+                crate::trace::check_id(&value).map_err(|why| {
+                    SidecarError::new(ErrorCode::InvalidRequest, format!("records[{index}].{field}: {why}"))
+                })?;
+                // Seed 002's field is the record's explicit value: it wins over a header of its name.
+                record_headers.retain(|(header, _)| !header.eq_ignore_ascii_case(name));
+                record_headers.push((name.to_string(), Bytes::from(value)));
             }
+            trace.stamp(&mut record_headers);
             Ok(OutgoingRecord {
                 topic: topic.to_string(),
                 key: keys.encode(&format!("records[{index}].key"), &record.key)?,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AppState;
+use super::audit::{AuditDetails, Audited};
 use super::formats::EmbeddedFormat;
 use super::produce::{JsonProduce, JsonRecord, origin, produce_json};
 use super::status::{ApiError, body_bytes, parse_json};
@@ -23,7 +24,8 @@ use crate::config::EmbeddedFormatName;
 use crate::error::{ErrorCode, SidecarError};
 use crate::schema::{SchemaRole, SchemaSelection};
 
-#[derive(Debug, Deserialize)]
+/// Confluent v2's produce request.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProduceRequestV2 {
     key_schema: Option<String>,
@@ -33,7 +35,8 @@ struct ProduceRequestV2 {
     records: Vec<RecordV2>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One v2 record: key and value in the content type's format; `null` or absent means none.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecordV2 {
     #[serde(default)]
@@ -44,14 +47,15 @@ struct RecordV2 {
 }
 
 /// v2's answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProduceResponseV2 {
     key_schema_id: Option<u32>,
     value_schema_id: Option<u32>,
     offsets: Vec<OffsetV2>,
 }
 
-#[derive(Debug, Serialize)]
+/// One record's outcome; `error_code` is Confluent's numeric code.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct OffsetV2 {
     partition: Option<i32>,
     offset: Option<i64>,
@@ -60,24 +64,74 @@ struct OffsetV2 {
 }
 
 /// Handles `POST /topics/{topic}`.
+#[utoipa::path(
+    post,
+    path = "/topics/{topic}",
+    tag = "produce",
+    summary = "Produce records to a topic (Confluent REST Proxy v2)",
+    params(crate::http::openapi::TopicPath),
+    request_body(
+        description = "Records; the content type names the embedded format (plain JSON means binary)",
+        content(
+            (ProduceRequestV2 = "application/vnd.kafka.binary.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.json.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.string.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.avro.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.jsonschema.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.protobuf.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.v2+json"),
+            (ProduceRequestV2 = "application/json"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Each record's partition and offset, or its error", body = ProduceResponseV2),
+        crate::http::openapi::ProduceErrors,
+    ),
+    security((), ("bearer" = ["kafka:w"])),
+)]
 pub async fn produce_to_topic(
     State(state): State<AppState>,
     Path(topic): Path<String>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ProduceResponseV2>, ApiError> {
+) -> Result<(Audited, Json<ProduceResponseV2>), ApiError> {
     produce_v2(&state, &topic, None, peer, &headers, body).await
 }
 
 /// Handles `POST /topics/{topic}/partitions/{partition}`.
+#[utoipa::path(
+    post,
+    path = "/topics/{topic}/partitions/{partition}",
+    tag = "produce",
+    summary = "Produce records to one partition (Confluent REST Proxy v2)",
+    params(crate::http::openapi::TopicPartitionPath),
+    request_body(
+        description = "Records; the content type names the embedded format (plain JSON means binary)",
+        content(
+            (ProduceRequestV2 = "application/vnd.kafka.binary.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.json.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.string.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.avro.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.jsonschema.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.protobuf.v2+json"),
+            (ProduceRequestV2 = "application/vnd.kafka.v2+json"),
+            (ProduceRequestV2 = "application/json"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Each record's partition and offset, or its error", body = ProduceResponseV2),
+        crate::http::openapi::ProduceErrors,
+    ),
+    security((), ("bearer" = ["kafka:w"])),
+)]
 pub async fn produce_to_partition(
     State(state): State<AppState>,
     Path((topic, partition)): Path<(String, String)>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ProduceResponseV2>, ApiError> {
+) -> Result<(Audited, Json<ProduceResponseV2>), ApiError> {
     let partition = partition.parse::<i32>().ok().filter(|partition| *partition >= 0).ok_or_else(|| {
         SidecarError::new(ErrorCode::InvalidPartition, format!("partition {partition:?} is not a number"))
     })?;
@@ -91,11 +145,12 @@ async fn produce_v2(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ProduceResponseV2>, ApiError> {
+) -> Result<(Audited, Json<ProduceResponseV2>), ApiError> {
     let origin = origin(state, "http_produce_v2", headers, peer);
     let format = EmbeddedFormat(embedded_format(headers)?);
     let body = body_bytes(body)?;
     let request: ProduceRequestV2 = parse_json(&body, "produce request")?;
+    require_schemas(format.0, &request)?;
     let request = JsonProduce {
         key_format: Some(format),
         value_format: Some(format),
@@ -128,6 +183,7 @@ async fn produce_v2(
             .collect(),
     };
     let outcome = produce_json(state, topic, partition, origin, headers, request).await?;
+    let audit = AuditDetails::when(state.auditing, || AuditDetails::produced(topic, &outcome.offsets));
     let offsets = outcome
         .offsets
         .into_iter()
@@ -146,11 +202,32 @@ async fn produce_v2(
             },
         })
         .collect();
-    Ok(Json(ProduceResponseV2 {
-        key_schema_id: outcome.key_schema_id,
-        value_schema_id: outcome.value_schema_id,
-        offsets,
-    }))
+    let response =
+        ProduceResponseV2 { key_schema_id: outcome.key_schema_id, value_schema_id: outcome.value_schema_id, offsets };
+    Ok((audit, Json(response)))
+}
+
+/// Refuses a schema-format request whose records have keys (values) but that names no key (value)
+/// schema, with v2's 42201 (42202): the sidecar does not guess the latest of the subject for a
+/// v2 client, which would encode with a schema the client never chose.
+fn require_schemas(format: EmbeddedFormatName, request: &ProduceRequestV2) -> Result<(), SidecarError> {
+    if crate::schema::SchemaKind::of_format(format).is_none() {
+        return Ok(());
+    }
+    let some = |pick: fn(&RecordV2) -> &Value| request.records.iter().any(|record| !pick(record).is_null());
+    if request.key_schema.is_none() && request.key_schema_id.is_none() && some(|record| &record.key) {
+        return Err(SidecarError::new(
+            ErrorCode::KeySchemaMissing,
+            "Request includes keys but does not include key schema (key_schema or key_schema_id)",
+        ));
+    }
+    if request.value_schema.is_none() && request.value_schema_id.is_none() && some(|record| &record.value) {
+        return Err(SidecarError::new(
+            ErrorCode::ValueSchemaMissing,
+            "Request includes values but does not include value schema (value_schema or value_schema_id)",
+        ));
+    }
+    Ok(())
 }
 
 /// The embedded format a v2 content type names; plain JSON (or none) is binary, v2's default.

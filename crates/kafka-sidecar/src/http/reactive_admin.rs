@@ -9,14 +9,32 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 
 use super::admin::AdminState;
+use super::audit::AuditDetails;
 use super::consumers::parse_body;
 use super::status::{ApiError, body_bytes};
 use crate::consumer::TopicPartition;
 use crate::error::{ErrorCode, SidecarError};
 use crate::reactive::{HoldRequest, ReactiveConsumer, RedriveRequest, SeekRequest};
+
+/// The reactive operator routes' OpenAPI operations.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(state, pause, resume, seek, redrive))]
+pub(super) struct ApiDoc;
+
+/// What a pause, resume or seek touched.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct PartitionsTouched {
+    partitions: Vec<TouchedPartition>,
+}
+
+/// One partition an action touched.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct TouchedPartition {
+    topic: String,
+    partition: i32,
+}
 
 /// The routes, merged into the admin router.
 pub fn routes() -> Router<AdminState> {
@@ -39,11 +57,21 @@ fn reactive(state: &AdminState) -> Result<&ReactiveConsumer, ApiError> {
 
 /// `{"partitions": [{"topic", "partition"}]}`: what an action touched.
 fn partitions_json(partitions: Vec<TopicPartition>) -> Response {
-    let listed: Vec<_> =
-        partitions.into_iter().map(|tp| json!({"topic": tp.topic, "partition": tp.partition})).collect();
-    Json(json!({ "partitions": listed })).into_response()
+    // Operator actions are rare: the audit details go along whether or not audit is on.
+    let audit = AuditDetails::partitions(partitions.clone());
+    let partitions =
+        partitions.into_iter().map(|tp| TouchedPartition { topic: tp.topic, partition: tp.partition }).collect();
+    audit.attach(Json(PartitionsTouched { partitions }).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/reactive",
+    tag = "admin",
+    summary = "The reactive consumer's state (404 when it is not enabled)",
+    responses((status = 200, description = "Its state", body = crate::reactive::ReactiveState), crate::http::openapi::AdminErrors),
+    security((), ("bearer" = ["kafka:admin"])),
+)]
 async fn state(State(state): State<AdminState>) -> Result<Response, ApiError> {
     Ok(Json(reactive(&state)?.state().await?).into_response())
 }
@@ -57,6 +85,15 @@ async fn hold(state: &AdminState, headers: &HeaderMap, body: Bytes, pause: bool)
     Ok(partitions_json(partitions))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/reactive/pause",
+    tag = "admin",
+    summary = "Pause every assigned partition, or some of one topic",
+    request_body(content = Option<HoldRequest>, content_type = "application/json"),
+    responses((status = 200, description = "The partitions it touched", body = PartitionsTouched), crate::http::openapi::AdminErrors),
+    security((), ("bearer" = ["kafka:admin"])),
+)]
 async fn pause(
     State(state): State<AdminState>,
     headers: HeaderMap,
@@ -65,6 +102,15 @@ async fn pause(
     hold(&state, &headers, body_bytes(body)?, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/reactive/resume",
+    tag = "admin",
+    summary = "Resume every assigned partition, or some of one topic",
+    request_body(content = Option<HoldRequest>, content_type = "application/json"),
+    responses((status = 200, description = "The partitions it touched", body = PartitionsTouched), crate::http::openapi::AdminErrors),
+    security((), ("bearer" = ["kafka:admin"])),
+)]
 async fn resume(
     State(state): State<AdminState>,
     headers: HeaderMap,
@@ -73,6 +119,15 @@ async fn resume(
     hold(&state, &headers, body_bytes(body)?, false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/reactive/seek",
+    tag = "admin",
+    summary = "Move the reactive consumer to an offset, a time, the beginning or the end",
+    request_body(content = SeekRequest, content_type = "application/json"),
+    responses((status = 200, description = "The partitions it touched", body = PartitionsTouched), crate::http::openapi::AdminErrors),
+    security((), ("bearer" = ["kafka:admin"])),
+)]
 async fn seek(
     State(state): State<AdminState>,
     headers: HeaderMap,
@@ -86,6 +141,15 @@ async fn seek(
     Ok(partitions_json(partitions))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/dlq/redrive",
+    tag = "admin",
+    summary = "Re-produce dead letters to their original topics",
+    request_body(content = RedriveRequest, content_type = "application/json"),
+    responses((status = 200, description = "What was redriven", body = crate::reactive::RedriveReport), crate::http::openapi::AdminErrors),
+    security((), ("bearer" = ["kafka:admin"])),
+)]
 async fn redrive(
     State(state): State<AdminState>,
     headers: HeaderMap,
@@ -96,5 +160,6 @@ async fn redrive(
     let report = reactive(&state)?.redrive(request).await?;
     tracing::info!(who = %super::admin::who(&headers), action = "redrive", topic = %topic, redriven = report.redriven,
         "admin: dead letters");
-    Ok(Json(report).into_response())
+    let audit = AuditDetails { topic: Some(topic), records: Some(report.redriven as u64), ..Default::default() };
+    Ok(audit.attach(Json(report).into_response()))
 }

@@ -174,16 +174,24 @@ impl Serialize for HeadersJson<'_> {
     }
 }
 
-/// One record of a fetch response.
-#[derive(Serialize)]
+/// One record of a fetch response. `key` and `value` are base64 text (binary), embedded JSON
+/// (json), text (string) or the schema's JSON (schema formats); `null` when absent or when they
+/// do not decode (then `error` says why and `key_base64`/`value_base64` hold the bytes).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ConsumerRecord)]
 pub struct RecordJson<'a> {
     topic: &'a str,
+    #[schema(value_type = serde_json::Value)]
     key: Rendered<'a>,
+    #[schema(value_type = serde_json::Value)]
     value: Rendered<'a>,
     partition: i32,
     offset: i64,
+    /// Header values: base64 when values are binary, else text (base64 when not UTF-8).
+    #[schema(value_type = std::collections::BTreeMap<String, Option<String>>)]
     headers: HeadersJson<'a>,
     timestamp: Option<i64>,
+    /// CREATE_TIME or LOG_APPEND_TIME.
     timestamp_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key_schema_id: Option<u32>,

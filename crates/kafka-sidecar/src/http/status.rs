@@ -12,8 +12,9 @@ use crate::error::{ErrorCode, SidecarError};
 
 /// The JSON error body: seed 002's `Status` plus Confluent REST Proxy's `error_code`, so clients of
 /// either dialect read it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Status)]
 pub struct StatusBody {
     /// Confluent's numeric code (e.g. 40403 for an unknown consumer instance).
     #[serde(rename = "error_code")]
@@ -21,6 +22,7 @@ pub struct StatusBody {
     /// The HTTP status.
     pub status_code: u16,
     /// The machine code.
+    #[schema(value_type = ErrorCode)]
     pub code: &'static str,
     /// What went wrong.
     pub message: String,
@@ -59,6 +61,8 @@ fn description(code: ErrorCode) -> &'static str {
         ErrorCode::SchemaIncompatible => "The subject's compatibility rule refused this schema; evolve it compatibly.",
         ErrorCode::SchemaInvalid => "The schema does not parse or is not of the request's format.",
         ErrorCode::RecordInvalid => "Make the key or value fit its schema; the message names the field.",
+        ErrorCode::KeySchemaMissing => "Name the key schema (key_schema or key_schema_id) for records with keys.",
+        ErrorCode::ValueSchemaMissing => "Name the value schema (value_schema or value_schema_id).",
         ErrorCode::SchemaRegistryUnavailable => "The schema registry did not answer; retry after the hint.",
         ErrorCode::SchemaRegistryRefused => "The schema registry refused the sidecar; check schema_registry settings.",
         ErrorCode::Unauthenticated => "Send a valid bearer token in the Authorization header.",
@@ -112,6 +116,8 @@ impl IntoResponse for ApiError {
             description: description(code).to_string(),
         };
         let mut response = (status, Json(body)).into_response();
+        // The audit middleware reads the outcome from here rather than from the body.
+        response.extensions_mut().insert(code);
         if self.0.retry_after.is_some() {
             // Retry-After is in whole seconds; the exact hint is in X-Retry-After-Ms.
             let seconds = self.0.retry_after_ms().div_ceil(1000).max(1);

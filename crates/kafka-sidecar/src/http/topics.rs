@@ -9,21 +9,26 @@ use super::AppState;
 use super::status::ApiError;
 use crate::kafka::PartitionDescription;
 
-#[derive(Serialize)]
+/// A topic (Confluent v2's shape; `configs` is always empty).
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TopicJson {
     name: String,
+    #[schema(value_type = Object)]
     configs: serde_json::Map<String, serde_json::Value>,
     partitions: Vec<PartitionJson>,
 }
 
-#[derive(Serialize)]
+/// A partition, its leader and replicas.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TopicPartitionInfo)]
 pub struct PartitionJson {
     partition: i32,
     leader: i32,
     replicas: Vec<ReplicaJson>,
 }
 
-#[derive(Serialize)]
+/// One replica of a partition.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ReplicaJson {
     broker: i32,
     leader: bool,
@@ -44,6 +49,14 @@ fn partition_json(partition: PartitionDescription) -> PartitionJson {
 }
 
 /// `GET /topics`: topic names.
+#[utoipa::path(
+    get,
+    path = "/topics",
+    tag = "topics",
+    summary = "List topic names",
+    responses((status = 200, description = "Topic names, sorted", body = Vec<String>), crate::http::openapi::TopicErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<String>>, ApiError> {
     let mut names: Vec<String> =
         state.producer.describe_topics(None).await?.into_iter().map(|topic| topic.name).collect();
@@ -52,6 +65,15 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<String>>, Ap
 }
 
 /// `GET /topics/{topic}`.
+#[utoipa::path(
+    get,
+    path = "/topics/{topic}",
+    tag = "topics",
+    summary = "Describe a topic",
+    params(crate::http::openapi::TopicPath),
+    responses((status = 200, description = "The topic and its partitions", body = TopicJson), crate::http::openapi::TopicErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 pub async fn describe(State(state): State<AppState>, Path(topic): Path<String>) -> Result<Json<TopicJson>, ApiError> {
     crate::record::validate_topic_name(&topic)?;
     let found = state.producer.describe_topics(Some(&topic)).await?;
@@ -60,6 +82,18 @@ pub async fn describe(State(state): State<AppState>, Path(topic): Path<String>) 
 }
 
 /// `GET /topics/{topic}/partitions`.
+#[utoipa::path(
+    get,
+    path = "/topics/{topic}/partitions",
+    tag = "topics",
+    summary = "List a topic's partitions",
+    params(crate::http::openapi::TopicPath),
+    responses(
+        (status = 200, description = "The topic's partitions", body = Vec<PartitionJson>),
+        crate::http::openapi::TopicErrors,
+    ),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 pub async fn partitions(
     State(state): State<AppState>,
     Path(topic): Path<String>,

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rdkafka::ClientContext;
+use rdkafka::client::OAuthToken;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
@@ -49,12 +51,25 @@ pub struct DeliveryTicket {
 pub struct SidecarContext {
     metrics: Arc<Metrics>,
     shutting_down: Arc<AtomicBool>,
+    broker_status: Arc<super::BrokerStatus>,
+    oauth: Option<super::oauth::OAuthTokenSource>,
 }
 
 impl SidecarContext {
     /// A context reporting into `metrics`; `shutting_down` reclassifies failures during drain.
     pub fn new(metrics: Arc<Metrics>, shutting_down: Arc<AtomicBool>) -> Self {
-        Self { metrics, shutting_down }
+        Self { metrics, shutting_down, broker_status: Arc::default(), oauth: None }
+    }
+
+    /// OAUTHBEARER tokens come from `oauth` (`kafka.security.sasl.oauthbearer`).
+    pub fn with_oauth(mut self, oauth: Option<super::oauth::OAuthTokenSource>) -> Self {
+        self.oauth = oauth;
+        self
+    }
+
+    /// Authentication and TLS failures seen by the producer, for readiness.
+    pub fn broker_status(&self) -> &Arc<super::BrokerStatus> {
+        &self.broker_status
     }
 
     fn failure(&self, error: &KafkaError) -> SidecarError {
@@ -69,6 +84,12 @@ impl SidecarContext {
 }
 
 impl ClientContext for SidecarContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        super::oauth::generate(self.oauth.as_ref())
+    }
+
     fn stats(&self, statistics: Statistics) {
         let brokers = statistics.brokers.values().filter(|broker| broker.nodeid >= 0);
         let (mut up, mut errors) = (0i64, 0u64);
@@ -90,7 +111,26 @@ impl ClientContext for SidecarContext {
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code().map_or_else(|| "unknown".to_string(), |code| format!("{code:?}"));
         self.metrics.librdkafka_errors.get_or_create(&crate::metrics::CodeLabels { code }).inc();
-        tracing::warn!(error = %error, reason, "librdkafka error");
+        if !self.broker_status.note(&error, reason) {
+            tracing::warn!(error = %error, reason, "librdkafka error");
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use RDKafkaLogLevel::{Alert, Critical, Debug, Emerg, Error, Info, Notice, Warning};
+        // Authentication and TLS failures are reported once by the error callback (BrokerStatus).
+        if super::BrokerStatus::is_security_failure_log(log_message) {
+            tracing::debug!(target: "librdkafka", facility = fac, "librdkafka: {log_message}");
+            return;
+        }
+        match level {
+            Emerg | Alert | Critical | Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "librdkafka: {log_message}")
+            }
+            Warning => tracing::warn!(target: "librdkafka", facility = fac, "librdkafka: {log_message}"),
+            Notice | Info => tracing::info!(target: "librdkafka", facility = fac, "librdkafka: {log_message}"),
+            Debug => tracing::debug!(target: "librdkafka", facility = fac, "librdkafka: {log_message}"),
+        }
     }
 }
 

@@ -1,6 +1,13 @@
 //! Builds librdkafka's producer and consumer configurations: sidecar-safe defaults, then the
 //! sidecar's typed keys, then the raw pass-through properties (`kafka.properties`, and for consumers
 //! `consumer.properties` over those).
+//!
+//! `kafka.security` (TLS, SASL) is part of the typed keys and reaches every client the sidecar
+//! makes: the producer here, consumers and the lag and admin clients through
+//! [`shared_consumer_properties`]. Secret files are read each time a client is configured, so a
+//! rotated Kubernetes secret reaches the next consumer instance. Validation already ran the file
+//! checks at start-up, so a read failing here means the file went away since: that is logged, the
+//! secret is left out, and the broker's refusal then shows on `/readyz`.
 
 use rdkafka::ClientConfig;
 
@@ -32,6 +39,9 @@ pub fn producer_config(config: &Config, bootstrap_servers: &str) -> ClientConfig
         .set("topic.metadata.refresh.interval.ms", "60000")
         // A typo must not create a topic; the dev broker is a playground, so there it may.
         .set("allow.auto.create.topics", if config.kafka.uses_dev_broker() { "true" } else { "false" });
+    for (key, value) in security_properties(config) {
+        client.set(key, value);
+    }
     for (key, value) in &config.kafka.properties {
         client.set(key, value);
     }
@@ -73,15 +83,37 @@ pub fn consumer_config(config: &Config, bootstrap_servers: &str, settings: &Inst
     client
 }
 
-/// `kafka.properties` then `consumer.properties`, without the producer-only ones: what every
-/// consumer-side client (instances, lag lookups) applies.
-pub fn shared_consumer_properties(config: &Config) -> impl Iterator<Item = (&String, &String)> {
-    config
+/// `kafka.security`, then `kafka.properties` then `consumer.properties` without the producer-only
+/// ones: what every consumer-side client (instances, lag lookups, admin clients) applies.
+pub fn shared_consumer_properties(config: &Config) -> Vec<(String, String)> {
+    let raw = config
         .kafka
         .properties
         .iter()
         .chain(&config.consumer.properties)
         .filter(|(key, _)| !PRODUCER_ONLY_PROPERTIES.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()));
+    security_properties(config).into_iter().chain(raw).collect()
+}
+
+/// The librdkafka properties of `kafka.security`, secrets included (never log them).
+fn security_properties(config: &Config) -> Vec<(String, String)> {
+    match config.kafka.security.librdkafka_properties() {
+        Ok(properties) => properties.into_iter().map(|(key, value)| (key.to_string(), value)).collect(),
+        Err(error) => {
+            tracing::error!(error = %error, "kafka.security: a secret file is unreadable; connecting without it");
+            let mut without_secrets = config.kafka.security.clone();
+            without_secrets.tls.key_password_file = None;
+            without_secrets.sasl.password_file = None;
+            without_secrets.sasl.username_file = None;
+            without_secrets
+                .librdkafka_properties()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value))
+                .collect()
+        }
+    }
 }
 
 /// Shared `kafka.properties` that only a producer understands; librdkafka would warn about each
@@ -105,6 +137,33 @@ mod tests {
         let mut real = Config::default();
         real.kafka.bootstrap_servers = "b:9092".into();
         assert_eq!(producer_config(&real, "b:9092").get("allow.auto.create.topics"), Some("false"));
+    }
+
+    #[test]
+    fn security_reaches_producer_and_consumers() {
+        let mut config = Config::default();
+        config.kafka.bootstrap_servers = "b:9093".into();
+        config.kafka.security.protocol = crate::config::SecurityProtocol::SaslSsl;
+        config.kafka.security.sasl.mechanism = Some(crate::config::SaslMechanism::ScramSha256);
+        config.kafka.security.sasl.username = Some("alice".into());
+        config.kafka.security.sasl.password = Some("pw".into());
+        let producer = producer_config(&config, "b:9093");
+        assert_eq!(producer.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(producer.get("sasl.password"), Some("pw"));
+        let shared: std::collections::BTreeMap<_, _> = shared_consumer_properties(&config).into_iter().collect();
+        assert_eq!(shared.get("sasl.mechanism").map(String::as_str), Some("SCRAM-SHA-256"));
+        assert_eq!(shared.get("sasl.username").map(String::as_str), Some("alice"));
+    }
+
+    #[test]
+    fn librdkafka_accepts_tls_with_the_probed_ca_bundle() {
+        let mut config = Config::default();
+        config.kafka.bootstrap_servers = "127.0.0.1:1".into();
+        config.kafka.security.protocol = crate::config::SecurityProtocol::Ssl;
+        let client = producer_config(&config, "127.0.0.1:1");
+        assert_eq!(client.get("ssl.ca.location"), Some("probe"));
+        let created: Result<rdkafka::producer::BaseProducer, _> = client.create();
+        assert!(created.is_ok(), "{:?}", created.err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Labels are `api`, `topic`, `client` and `code`; never a key or a session id. At most
 //! [`MAX_LABEL_VALUES`] distinct topics and clients get their own series; the rest share `other`.
 
+mod audit;
 mod consumer;
 mod reactive;
 mod schema;
@@ -17,6 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+pub use audit::{AuditMetrics, DropLabels};
 pub use consumer::{ConsumerCounters, ConsumerMetrics, GroupLabels, GroupTopicLabels, LagLabels};
 pub use reactive::{OutcomeLabels, ReactiveMetrics};
 pub use schema::{LookupLabels, RegistryCallLabels, SchemaMetrics};
@@ -125,6 +127,8 @@ pub struct Metrics {
     pub reactive: ReactiveMetrics,
     /// The schema registry client and its cache.
     pub schema: SchemaMetrics,
+    /// The audit topic writer.
+    pub audit: AuditMetrics,
     groups: Mutex<HashSet<String>>,
     topics: Mutex<HashSet<String>>,
     clients: Mutex<HashSet<String>>,
@@ -158,6 +162,7 @@ impl Metrics {
             consumer: ConsumerMetrics::default(),
             reactive: ReactiveMetrics::default(),
             schema: SchemaMetrics::default(),
+            audit: AuditMetrics::default(),
             groups: Mutex::new(HashSet::new()),
             topics: Mutex::new(HashSet::new()),
             clients: Mutex::new(HashSet::new()),
@@ -203,6 +208,7 @@ impl Metrics {
         metrics.consumer.register(r);
         metrics.reactive.register(r);
         metrics.schema.register(r);
+        metrics.audit.register(r);
         Arc::new(Self { registry, ..metrics })
     }
 

@@ -11,7 +11,7 @@ use crate::consumer::{SeekPosition, TopicPartition};
 use crate::error::{ErrorCode, SidecarError};
 
 /// `POST /admin/reactive/pause|resume`: every partition when empty, or some of one topic.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     /// Topic; none means every assigned partition.
@@ -24,8 +24,9 @@ pub struct HoldRequest {
 }
 
 /// Where `POST /admin/reactive/seek` moves to.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ReactiveSeekRequest)]
 pub struct SeekRequest {
     /// Topic.
     pub topic: String,
@@ -54,7 +55,8 @@ impl SeekRequest {
 }
 
 /// One partition as the operator sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ReactivePartitionState)]
 pub struct PartitionState {
     /// Topic.
     pub topic: String,
@@ -69,7 +71,7 @@ pub struct PartitionState {
 }
 
 /// `GET /admin/reactive`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReactiveState {
     /// Consumer group.
     pub group: String,

@@ -8,6 +8,11 @@
 //! * 429 / 503 (with `Retry-After`), other 5xx, timeouts: the whole batch is retried.
 //! * other 4xx: the whole batch is dead-lettered with the response as the error.
 //! * connection refused: the backend is down; nothing is counted against the records.
+//!
+//! Trace headers (`traceparent`, `tracestate`, `X-Correlation-Id`, `X-Traceability-Id`) go on the
+//! push request from the batch's first record (valid values only, see
+//! [`crate::trace::forwardable`]); every record also carries its own in the body's
+//! `headers`, so a batch that mixes traces loses nothing (the request headers name the first).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,8 +21,6 @@ use serde::Deserialize;
 
 use crate::consumer::ConsumedRecord;
 
-/// Trace headers copied from a lone record onto the push request.
-const TRACE_HEADERS: &[&str] = &["traceparent", "X-Correlation-Id", "X-Traceability-Id"];
 /// How much of a failing response body an error keeps.
 const BODY_EXCERPT: usize = 512;
 
@@ -145,14 +148,10 @@ impl Backend {
     /// POSTs one batch; `body` is the JSON array of `records`.
     pub async fn push(&self, records: &[&ConsumedRecord], body: Vec<u8>) -> PushOutcome {
         let mut request = self.client.post(&self.url).header("content-type", "application/json").body(body);
-        if let [record] = records {
-            for (name, value) in &record.headers {
-                let traced = TRACE_HEADERS.iter().any(|trace| trace.eq_ignore_ascii_case(name));
-                if let (true, Some(value)) = (traced, value)
-                    && let Ok(text) = std::str::from_utf8(value)
-                {
-                    request = request.header(name.as_str(), text);
-                }
+        if let Some(record) = records.first() {
+            let headers = record.headers.iter().filter_map(|(name, value)| Some((name.as_str(), value.as_deref()?)));
+            for (name, value) in crate::trace::forwardable(headers) {
+                request = request.header(name, value);
             }
         }
         let response = match request.send().await {

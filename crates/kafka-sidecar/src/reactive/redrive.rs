@@ -24,7 +24,7 @@ const DEFAULT_MAX_RECORDS: usize = 10_000;
 const READ_IDLE: Duration = Duration::from_secs(2);
 
 /// `POST /admin/dlq/redrive`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedriveRequest {
     /// The dead letter topic.
@@ -38,7 +38,7 @@ pub struct RedriveRequest {
 }
 
 /// What a redrive did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RedriveReport {
     /// Records re-produced (and acknowledged) to their original topics.
     pub redriven: usize,

@@ -61,6 +61,7 @@ pub fn every_family() -> BTreeMap<String, Family> {
     metrics.schema.hit("id");
     metrics.schema.miss("id");
     metrics.schema.call("schema_by_id", "ok", 0.001);
+    metrics.audit.dropped("queue_full").inc();
     parse_exposition(&metrics.encode())
 }
 

@@ -21,7 +21,8 @@ fn invalid(message: impl Into<String>) -> SidecarError {
 }
 
 /// `POST /consumers/{group}`: seed names and Confluent names alike.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateConsumerInstanceRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// Instance name (Confluent and seed).
@@ -29,6 +30,7 @@ pub struct CreateRequest {
     /// Instance name (seed).
     pub id: Option<String>,
     /// Record format: binary, json, string (schema formats need the registry).
+    #[schema(value_type = Option<crate::http::EmbeddedFormat>)]
     pub format: Option<Value>,
     /// earliest | latest (also Kafka's old smallest | largest).
     #[serde(rename = "auto.offset.reset", alias = "autoOffsetReset")]
@@ -72,7 +74,8 @@ pub fn bool_setting(field: &str, value: Option<&Value>) -> Result<Option<bool>, 
 }
 
 /// `.../subscription(s)`: a topic list or a pattern.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = ConsumerSubscriptionRecord)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionRequest {
     topics: Option<Vec<String>>,
@@ -98,7 +101,8 @@ impl SubscriptionRequest {
 }
 
 /// A topic and partition as JSON.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = TopicPartition)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionJson {
     topic: String,
@@ -119,8 +123,9 @@ impl PartitionJson {
 
 /// `{"partitions": [...]}` (assignments, seek to beginning/end, Confluent committed-offset reads);
 /// the seed's committed-offset read names the list `offsets`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PartitionsRequest)]
 pub struct PartitionsRequest {
     partitions: Option<Vec<PartitionJson>>,
     offsets: Option<Vec<PartitionJson>>,
@@ -133,8 +138,9 @@ impl PartitionsRequest {
     }
 }
 
-/// One offset in a commit or seek body.
-#[derive(Debug, Clone, Deserialize)]
+/// One offset in a commit or seek body (a number or numeric text).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = TopicPartitionOffsetMetadata)]
 #[serde(deny_unknown_fields)]
 pub struct OffsetJson {
     topic: String,
@@ -153,7 +159,8 @@ fn offset_value(value: &Value) -> Result<i64, SidecarError> {
 }
 
 /// `POST .../offsets`: processed offsets, or none to commit everything returned.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = ConsumerOffsetCommitRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CommitRequest {
     offsets: Option<Vec<OffsetJson>>,
@@ -182,8 +189,9 @@ impl CommitRequest {
     }
 }
 
-/// One timestamp in a seek body.
-#[derive(Debug, Clone, Deserialize)]
+/// One timestamp in a seek body: ISO-8601 text or epoch milliseconds.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = PartitionTimestamp)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampJson {
     topic: String,
@@ -195,7 +203,8 @@ pub struct TimestampJson {
 }
 
 /// `POST .../positions`: offsets and/or timestamps.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = ConsumerSeekRequest)]
 #[serde(deny_unknown_fields)]
 pub struct SeekRequest {
     offsets: Option<Vec<OffsetJson>>,

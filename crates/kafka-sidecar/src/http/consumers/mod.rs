@@ -22,6 +22,7 @@ use bodies::{
 pub use bodies::{parse as parse_body, timestamp_ms};
 
 use super::AppState;
+use super::audit::AuditDetails;
 use super::formats::EmbeddedFormat;
 use super::render::{BatchDecoder, RecordFormats, records_json, require_registry};
 use super::status::{ApiError, body_bytes};
@@ -36,6 +37,26 @@ use crate::error::{ErrorCode, SidecarError};
 
 type ApiResult = Result<Response, ApiError>;
 type InstancePath = Path<(String, String)>;
+
+/// The consumer routes' OpenAPI operations (the aliases are added by `http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create,
+    group_lag,
+    delete,
+    subscribe,
+    subscription,
+    unsubscribe,
+    assign,
+    assignments,
+    records,
+    commit,
+    committed,
+    seek,
+    seek_beginning,
+    seek_end
+))]
+pub(super) struct ApiDoc;
 
 /// The consumer routes; `.../subscription` and `.../subscriptions` (and the other pairs) alike.
 pub fn routes() -> Router<AppState> {
@@ -84,7 +105,8 @@ fn instance(state: &AppState, (group, name): &(String, String)) -> Result<std::s
     Ok(state.consumers.get(group, name)?)
 }
 
-#[derive(Serialize)]
+/// A created instance, under Confluent v2's names and seed 002's.
+#[derive(Serialize, utoipa::ToSchema)]
 struct CreateResponse {
     instance_id: String,
     base_uri: String,
@@ -94,6 +116,16 @@ struct CreateResponse {
     base_uri_seed: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/consumers/{group}",
+    tag = "consume",
+    summary = "Create a consumer instance in a group",
+    params(crate::http::openapi::GroupPath),
+    request_body(content((Option<CreateRequest> = "application/json"), (Option<CreateRequest> = "application/vnd.kafka.v2+json"))),
+    responses((status = 200, description = "The instance's name and URI", content((CreateResponse = "application/json"), (CreateResponse = "application/vnd.kafka.v2+json"))), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn create(
     State(state): State<AppState>,
     Path(group): Path<String>,
@@ -106,13 +138,15 @@ async fn create(
     let base_uri = format!("http://{host}/consumers/{}/instances/{}", percent_encode(&settings.group), settings.name);
     let name = settings.name.clone();
     state.consumers.create(settings)?;
+    let audit =
+        AuditDetails::when(state.auditing, || AuditDetails { instance: Some(name.clone()), ..Default::default() });
     let response = CreateResponse {
         instance_id: name.clone(),
         base_uri: base_uri.clone(),
         instance_id_seed: name,
         base_uri_seed: base_uri,
     };
-    json(StatusCode::OK, &headers, &response)
+    Ok((audit, json(StatusCode::OK, &headers, &response)?).into_response())
 }
 
 fn settings(state: &AppState, group: String, request: CreateRequest) -> Result<InstanceSettings, SidecarError> {
@@ -177,11 +211,30 @@ fn percent_encode(segment: &str) -> String {
     encoded
 }
 
+#[utoipa::path(
+    delete,
+    path = "/consumers/{group}/instances/{instance}",
+    tag = "consume",
+    summary = "Delete the consumer instance (it commits what it returned when auto-commit is on and leaves the group)",
+    params(crate::http::openapi::InstancePath),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn delete(State(state): State<AppState>, Path((group, name)): InstancePath) -> ApiResult {
     state.consumers.delete(&group, &name).await?;
     no_content()
 }
 
+#[utoipa::path(
+    post,
+    path = "/consumers/{group}/instances/{instance}/subscription",
+    tag = "consume",
+    summary = "Subscribe to topics or a topic pattern (seed 002 also says subscriptions)",
+    params(crate::http::openapi::InstancePath),
+    request_body(content((SubscriptionRequest = "application/json"), (SubscriptionRequest = "application/vnd.kafka.v2+json"))),
+    responses((status = 204, description = "Subscribed"), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn subscribe(
     State(state): State<AppState>,
     Path(path): InstancePath,
@@ -189,46 +242,92 @@ async fn subscribe(
 ) -> ApiResult {
     let request: SubscriptionRequest = parse(&body_bytes(body)?, "subscription")?;
     let subscription = request.into_subscription()?;
+    let audit = AuditDetails::when(state.auditing, || AuditDetails::subscription(&subscription));
     instance(&state, &path)?.subscribe(subscription).await?;
-    no_content()
+    Ok((audit, StatusCode::NO_CONTENT).into_response())
 }
 
-#[derive(Serialize)]
+/// The subscribed topics.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ConsumerSubscriptionResponse)]
 struct TopicsResponse {
     topics: Vec<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/consumers/{group}/instances/{instance}/subscription",
+    tag = "consume",
+    summary = "The subscribed topics",
+    params(crate::http::openapi::InstancePath),
+    responses((status = 200, description = "The subscription", content((TopicsResponse = "application/json"), (TopicsResponse = "application/vnd.kafka.v2+json"))), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn subscription(State(state): State<AppState>, Path(path): InstancePath, headers: HeaderMap) -> ApiResult {
     let current = instance(&state, &path)?.state().await?;
     json(StatusCode::OK, &headers, &TopicsResponse { topics: current.subscription })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/consumers/{group}/instances/{instance}/subscription",
+    tag = "consume",
+    summary = "Unsubscribe from every topic",
+    params(crate::http::openapi::InstancePath),
+    responses((status = 204, description = "Unsubscribed"), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn unsubscribe(State(state): State<AppState>, Path(path): InstancePath) -> ApiResult {
     instance(&state, &path)?.unsubscribe().await?;
     no_content()
 }
 
+#[utoipa::path(
+    post,
+    path = "/consumers/{group}/instances/{instance}/assignments",
+    tag = "consume",
+    summary = "Assign partitions manually",
+    params(crate::http::openapi::InstancePath),
+    request_body(content((Option<PartitionsRequest> = "application/json"), (Option<PartitionsRequest> = "application/vnd.kafka.v2+json"))),
+    responses((status = 204, description = "Assigned"), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn assign(
     State(state): State<AppState>,
     Path(path): InstancePath,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let request: PartitionsRequest = parse(&body_bytes(body)?, "assignment")?;
-    instance(&state, &path)?.assign(request.checked()?).await?;
-    no_content()
+    let partitions = request.checked()?;
+    let audit = AuditDetails::when(state.auditing, || AuditDetails::partitions(partitions.clone()));
+    instance(&state, &path)?.assign(partitions).await?;
+    Ok((audit, StatusCode::NO_CONTENT).into_response())
 }
 
-#[derive(Serialize)]
+/// A topic and partition.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AssignedPartition)]
 struct PartitionJson {
     topic: String,
     partition: i32,
 }
 
-#[derive(Serialize)]
+/// The manually assigned partitions.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ConsumerAssignmentResponse)]
 struct PartitionsResponse {
     partitions: Vec<PartitionJson>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/consumers/{group}/instances/{instance}/assignments",
+    tag = "consume",
+    summary = "The manually assigned partitions",
+    params(crate::http::openapi::InstancePath),
+    responses((status = 200, description = "The assignment", content((PartitionsResponse = "application/json"), (PartitionsResponse = "application/vnd.kafka.v2+json"))), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn assignments(State(state): State<AppState>, Path(path): InstancePath, headers: HeaderMap) -> ApiResult {
     let current = instance(&state, &path)?.state().await?;
     let partitions = current
@@ -239,6 +338,15 @@ async fn assignments(State(state): State<AppState>, Path(path): InstancePath, he
     json(StatusCode::OK, &headers, &PartitionsResponse { partitions })
 }
 
+#[utoipa::path(
+    get,
+    path = "/consumers/{group}/instances/{instance}/records",
+    tag = "consume",
+    summary = "Fetch records (long poll up to the timeout)",
+    params(crate::http::openapi::InstancePath, crate::http::openapi::RecordsQuery),
+    responses((status = 200, description = "Records, keys and values rendered in the format", content((Vec<super::render::RecordJson> = "application/json"), (Vec<super::render::RecordJson> = "application/vnd.kafka.binary.v2+json"), (Vec<super::render::RecordJson> = "application/vnd.kafka.json.v2+json"), (Vec<super::render::RecordJson> = "application/vnd.kafka.string.v2+json"), (Vec<super::render::RecordJson> = "application/vnd.kafka.avro.v2+json"), (Vec<super::render::RecordJson> = "application/vnd.kafka.jsonschema.v2+json"), (Vec<super::render::RecordJson> = "application/vnd.kafka.protobuf.v2+json"))), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn records(
     State(state): State<AppState>,
     Path(path): InstancePath,
@@ -348,22 +456,37 @@ fn response_format(
     Ok(format)
 }
 
+#[utoipa::path(
+    post,
+    path = "/consumers/{group}/instances/{instance}/offsets",
+    tag = "consume",
+    summary = "Commit offsets: the listed ones (last processed + 1 is stored), or everything returned when none are listed",
+    params(crate::http::openapi::InstancePath),
+    request_body(content((Option<CommitRequest> = "application/json"), (Option<CommitRequest> = "application/vnd.kafka.v2+json"))),
+    responses((status = 200, description = "Committed"), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn commit(
     State(state): State<AppState>,
     Path(path): InstancePath,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let request: CommitRequest = parse(&body_bytes(body)?, "offset commit request")?;
-    instance(&state, &path)?.commit(request.checked()?).await?;
-    Ok(StatusCode::OK.into_response())
+    let committed = instance(&state, &path)?.commit(request.checked()?).await?;
+    let audit = AuditDetails::when(state.auditing, || AuditDetails::committed(&committed));
+    Ok((audit, StatusCode::OK).into_response())
 }
 
-#[derive(Serialize)]
+/// Committed offsets.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ConsumerCommittedResponse)]
 struct OffsetsResponse {
     offsets: Vec<OffsetJson>,
 }
 
-#[derive(Serialize)]
+/// A partition's committed offset and metadata.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CommittedOffset)]
 struct OffsetJson {
     topic: String,
     partition: i32,
@@ -371,6 +494,16 @@ struct OffsetJson {
     metadata: String,
 }
 
+#[utoipa::path(
+    method(get, put),
+    path = "/consumers/{group}/instances/{instance}/offsets",
+    tag = "consume",
+    summary = "The last committed offsets of the given partitions (all assigned when none are given); GET is Confluent v2's, PUT seed 002's",
+    params(crate::http::openapi::InstancePath),
+    request_body(content((Option<PartitionsRequest> = "application/json"), (Option<PartitionsRequest> = "application/vnd.kafka.v2+json"))),
+    responses((status = 200, description = "Committed offsets", content((OffsetsResponse = "application/json"), (OffsetsResponse = "application/vnd.kafka.v2+json"))), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn committed(
     State(state): State<AppState>,
     Path(path): InstancePath,
@@ -392,14 +525,25 @@ async fn committed(
     json(StatusCode::OK, &headers, &OffsetsResponse { offsets })
 }
 
+#[utoipa::path(
+    post,
+    path = "/consumers/{group}/instances/{instance}/positions",
+    tag = "consume",
+    summary = "Seek partitions to offsets or timestamps",
+    params(crate::http::openapi::InstancePath),
+    request_body(content((SeekRequest = "application/json"), (SeekRequest = "application/vnd.kafka.v2+json"))),
+    responses((status = 204, description = "Sought"), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn seek(
     State(state): State<AppState>,
     Path(path): InstancePath,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let request: SeekRequest = parse(&body_bytes(body)?, "seek request")?;
-    instance(&state, &path)?.seek(request.checked()?).await?;
-    no_content()
+    let landed = instance(&state, &path)?.seek(request.checked()?).await?;
+    let audit = AuditDetails::when(state.auditing, || AuditDetails::sought(&landed, None));
+    Ok((audit, StatusCode::NO_CONTENT).into_response())
 }
 
 async fn seek_to(state: &AppState, path: &(String, String), body: Bytes, position: SeekPosition) -> ApiResult {
@@ -409,10 +553,21 @@ async fn seek_to(state: &AppState, path: &(String, String), body: Bytes, positio
     if partitions.is_empty() {
         partitions = instance.state().await?.assignment;
     }
-    instance.seek(partitions.into_iter().map(|partition| (partition, position)).collect()).await?;
-    no_content()
+    let landed = instance.seek(partitions.into_iter().map(|partition| (partition, position)).collect()).await?;
+    let audit = AuditDetails::when(state.auditing, || AuditDetails::sought(&landed, Some(position)));
+    Ok((audit, StatusCode::NO_CONTENT).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/consumers/{group}/instances/{instance}/positions/beginning",
+    tag = "consume",
+    summary = "Seek partitions (all assigned when none are given) to the beginning (seed 002 says positions/first)",
+    params(crate::http::openapi::InstancePath),
+    request_body(content((Option<PartitionsRequest> = "application/json"), (Option<PartitionsRequest> = "application/vnd.kafka.v2+json"))),
+    responses((status = 204, description = "Sought"), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn seek_beginning(
     State(state): State<AppState>,
     Path(path): InstancePath,
@@ -421,6 +576,16 @@ async fn seek_beginning(
     seek_to(&state, &path, body_bytes(body)?, SeekPosition::Beginning).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/consumers/{group}/instances/{instance}/positions/end",
+    tag = "consume",
+    summary = "Seek partitions (all assigned when none are given) to the end (seed 002 says positions/last)",
+    params(crate::http::openapi::InstancePath),
+    request_body(content((Option<PartitionsRequest> = "application/json"), (Option<PartitionsRequest> = "application/vnd.kafka.v2+json"))),
+    responses((status = 204, description = "Sought"), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn seek_end(
     State(state): State<AppState>,
     Path(path): InstancePath,
@@ -429,14 +594,17 @@ async fn seek_end(
     seek_to(&state, &path, body_bytes(body)?, SeekPosition::End).await
 }
 
-#[derive(Serialize)]
+/// A group's lag.
+#[derive(Serialize, utoipa::ToSchema)]
 struct LagResponse {
     group: String,
     total_lag: i64,
     partitions: Vec<PartitionLagJson>,
 }
 
-#[derive(Serialize)]
+/// One partition's lag: committed vs log end, and in seconds when known.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PartitionLag)]
 struct PartitionLagJson {
     topic: String,
     partition: i32,
@@ -446,6 +614,15 @@ struct PartitionLagJson {
     lag_seconds: Option<f64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/consumers/{group}/lag",
+    tag = "consume",
+    summary = "A group's lag on the topics its instances here consume (and any listed)",
+    params(crate::http::openapi::GroupPath, crate::http::openapi::LagQuery),
+    responses((status = 200, description = "The lag", content((LagResponse = "application/json"), (LagResponse = "application/vnd.kafka.v2+json"))), crate::http::openapi::ConsumerErrors),
+    security((), ("bearer" = ["kafka:r"])),
+)]
 async fn group_lag(
     State(state): State<AppState>,
     Path(group): Path<String>,
