@@ -1,8 +1,9 @@
 //! Trace and correlation context: W3C `traceparent`/`tracestate`, `X-Correlation-Id` and
 //! `X-Traceability-Id` (seed 002's names), validated, completed and stamped on records.
 //!
-//! Both edges (HTTP headers, gRPC metadata) build one [`TraceContext`] per call from what the
-//! caller sent ([`Incoming`]); the context knows nothing of HTTP or gRPC. The rules:
+//! Both edges (HTTP headers, gRPC metadata, an `http::HeaderMap` underneath) build one
+//! [`TraceContext`] per call from what the caller sent, read by [`read_incoming`] in one place
+//! ([`Incoming`]); the context knows nothing of HTTP or gRPC. The rules:
 //!
 //! * **The sidecar is a hop.** A valid incoming `traceparent` keeps its trace id; the sidecar's own
 //!   span id becomes the parent id of what it writes, so exported spans (OTLP) line up: caller ->
@@ -24,6 +25,7 @@
 //!   call; stamping a record without trace headers of its own is one scan of its header names and
 //!   at most four pushes (a name `String` each; the value is a shared `Bytes`).
 
+use axum::http::HeaderMap;
 use bytes::Bytes;
 
 use crate::config::TraceConfig;
@@ -124,6 +126,30 @@ pub struct Incoming<'a> {
     pub correlation_id: Option<&'a str>,
     /// `X-Traceability-Id`.
     pub traceability_id: Option<&'a str>,
+}
+
+/// Reads what a caller sent from its request headers or call metadata (repeated values as W3C
+/// says: `tracestate` joined, anything else then invalid) and hands it to `use_it`.
+pub fn read_incoming<T>(headers: &HeaderMap, use_it: impl FnOnce(&Incoming<'_>) -> T) -> T {
+    let tracestate: Vec<&str> = headers.get_all(TRACESTATE).iter().filter_map(|value| value.to_str().ok()).collect();
+    let tracestate = (!tracestate.is_empty()).then(|| tracestate.join(","));
+    use_it(&Incoming {
+        traceparent: single_header(headers, TRACEPARENT),
+        tracestate: tracestate.as_deref(),
+        correlation_id: single_header(headers, CORRELATION_ID),
+        traceability_id: single_header(headers, TRACEABILITY_ID),
+    })
+}
+
+/// A header's text when it is there exactly once (W3C: a repeated `traceparent` is invalid;
+/// repeated ids are ambiguous, so the same), trimmed, if not empty.
+pub fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok().map(str::trim).filter(|text| !text.is_empty())
 }
 
 /// One call's trace values, validated and completed per configuration.

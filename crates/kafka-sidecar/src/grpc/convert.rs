@@ -7,7 +7,7 @@ use crate::config::{EmbeddedFormatName, TraceConfig};
 use crate::error::{ErrorCode, SidecarError};
 use crate::record::{DeliveryReport, Origin, OutgoingRecord};
 use crate::schema::{SchemaKind, SchemaRole, SchemaSelection};
-use crate::trace::{Incoming, TRACEPARENT, TRACESTATE, TraceContext};
+use crate::trace::{TraceContext, read_incoming};
 
 /// A protobuf record as a domain record (its schema specs, if any, are not looked at).
 pub fn record_from_proto(request: pb::ProduceRequest) -> OutgoingRecord {
@@ -25,21 +25,7 @@ pub fn record_from_proto(request: pb::ProduceRequest) -> OutgoingRecord {
 /// The call's trace context from its metadata (`traceparent`, `tracestate`, `x-correlation-id`,
 /// `x-traceability-id`), validated and completed as `config` says.
 pub fn trace_context(metadata: &tonic::metadata::MetadataMap, config: &TraceConfig) -> TraceContext {
-    let text = |name: &str| {
-        let mut values = metadata.get_all(name).iter();
-        let first = values.next().and_then(|value| value.to_str().ok());
-        // W3C: a repeated traceparent is invalid; repeated ids are ambiguous, so the same.
-        if values.next().is_some() { None } else { first.map(str::trim).filter(|text| !text.is_empty()) }
-    };
-    let tracestate: Vec<&str> = metadata.get_all(TRACESTATE).iter().filter_map(|value| value.to_str().ok()).collect();
-    let tracestate = (!tracestate.is_empty()).then(|| tracestate.join(","));
-    let incoming = Incoming {
-        traceparent: text(TRACEPARENT),
-        tracestate: tracestate.as_deref(),
-        correlation_id: text("x-correlation-id"),
-        traceability_id: text("x-traceability-id"),
-    };
-    TraceContext::resolve(&incoming, config)
+    read_incoming(metadata.as_ref(), |incoming| TraceContext::resolve(incoming, config))
 }
 
 /// The origin of a single record: its own ids.

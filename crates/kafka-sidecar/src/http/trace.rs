@@ -16,21 +16,13 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use crate::config::TraceConfig;
-use crate::trace::{CORRELATION_ID, Incoming, RecordTrace, TRACEABILITY_ID, TRACEPARENT, TRACESTATE, TraceContext};
+use crate::trace::{
+    CORRELATION_ID, RecordTrace, TRACEABILITY_ID, TRACEPARENT, TRACESTATE, TraceContext, read_incoming,
+};
 
 /// Middleware for the API router; `config` says which values to generate.
 pub async fn propagate(State(config): State<Arc<TraceConfig>>, mut request: Request, next: Next) -> Response {
-    let context = {
-        let headers = request.headers();
-        let tracestate = joined(headers, TRACESTATE);
-        let incoming = Incoming {
-            traceparent: single(headers, TRACEPARENT),
-            tracestate: tracestate.as_deref(),
-            correlation_id: single(headers, CORRELATION_ID),
-            traceability_id: single(headers, TRACEABILITY_ID),
-        };
-        TraceContext::resolve(&incoming, &config)
-    };
+    let context = read_incoming(request.headers(), |incoming| TraceContext::resolve(incoming, &config));
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
@@ -64,29 +56,7 @@ pub async fn propagate(State(config): State<Arc<TraceConfig>>, mut request: Requ
 /// The trace header values a handler stamps on each record of its request: the request headers
 /// as [`propagate`] left them.
 pub fn record_trace(headers: &HeaderMap) -> RecordTrace {
-    let tracestate = joined(headers, TRACESTATE);
-    RecordTrace::from_incoming(&Incoming {
-        traceparent: single(headers, TRACEPARENT),
-        tracestate: tracestate.as_deref(),
-        correlation_id: single(headers, CORRELATION_ID),
-        traceability_id: single(headers, TRACEABILITY_ID),
-    })
-}
-
-/// The header's text when it is there exactly once (W3C: a repeated `traceparent` is invalid).
-fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    first.to_str().ok().map(str::trim).filter(|text| !text.is_empty())
-}
-
-/// A header that may repeat, its values joined with `,` (W3C's rule for `tracestate`).
-fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
-    let parts: Vec<&str> = headers.get_all(name).iter().filter_map(|value| value.to_str().ok()).collect();
-    (!parts.is_empty()).then(|| parts.join(","))
+    read_incoming(headers, RecordTrace::from_incoming)
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: Option<HeaderValue>) {
@@ -122,6 +92,7 @@ mod tests {
     use tracing_subscriber::layer::{Context, SubscriberExt};
 
     use super::*;
+    use crate::trace::single_header;
 
     type Spans = Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>;
 
@@ -144,16 +115,16 @@ mod tests {
         }
     }
 
-    /// A router whose handler answers with the trace headers it saw.
     /// Generation on for traces and correlation ids (off by default).
     fn generating() -> TraceConfig {
         TraceConfig { generate_traceparent: true, generate_correlation_id: true, ..TraceConfig::default() }
     }
 
+    /// A router whose handler answers with the trace headers it saw.
     fn app() -> Router {
         let seen = |headers: HeaderMap| async move {
             let names = [TRACEPARENT, TRACESTATE, CORRELATION_ID, TRACEABILITY_ID];
-            names.map(|name| single(&headers, name).unwrap_or("-").to_string()).join(" ")
+            names.map(|name| single_header(&headers, name).unwrap_or("-").to_string()).join(" ")
         };
         Router::new()
             .route("/seen", get(seen))
